@@ -1,0 +1,43 @@
+# Confide: `make run` serves the app locally, `make test` runs the whole suite.
+SHELL := /bin/bash
+# The openfhe wheel imports only under CPython 3.10 here: python3.10 on PATH, else pyenv's.
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls -d $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit integration bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON310)" ]; then echo "CPython 3.10 not found (python3.10 or ~/.pyenv/versions/3.10*)" >&2; exit 1; fi
+	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then \
+		rm -rf $(VENV) && $(PYTHON310) -m venv $(VENV); fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(PY) -m confide.run
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy confide fhe
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: install
+	$(VENV)/bin/pytest -q tests/integration
+
+test: install lint typecheck
+	$(VENV)/bin/pytest -q
+
+bench: install
+	$(PY) benchmarks/chat_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

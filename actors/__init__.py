@@ -1,0 +1,1 @@
+"""Ray glue: host actors that hold entities, their directory, the FHE worker deployment."""

@@ -1,0 +1,53 @@
+"""Where an entity lives: a stable hash of its id over the fixed set of host actors."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import ray
+
+from actors.host import HostActor
+from confide.config import Settings
+
+
+def host_index(entity_id: str, hosts: int) -> int:
+    """Stable across processes and restarts (unlike `hash()`)."""
+    digest = hashlib.blake2b(entity_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % hosts
+
+
+def host_name(index: int) -> str:
+    return f"confide-host-{index}"
+
+
+class Directory:
+    """Handles to the detached, named host actors; created on first use (get-or-create)."""
+
+    def __init__(self, settings: Settings) -> None:
+        config = settings.model_dump(mode="json")
+        self.hosts: list[Any] = [
+            HostActor.options(  # type: ignore[attr-defined]
+                name=host_name(k),
+                namespace=settings.ray_namespace,
+                lifetime="detached",
+                get_if_exists=True,
+            ).remote(config, k)
+            for k in range(settings.hosts)
+        ]
+
+    def index_for(self, entity_id: str) -> int:
+        return host_index(entity_id, len(self.hosts))
+
+    def host_for(self, entity_id: str) -> Any:
+        return self.hosts[self.index_for(entity_id)]
+
+
+def kill_hosts(settings: Settings) -> None:
+    """Stop a deployment's host actors for good (they are detached)."""
+    for k in range(settings.hosts):
+        try:
+            actor = ray.get_actor(host_name(k), namespace=settings.ray_namespace)
+        except ValueError:
+            continue
+        ray.kill(actor, no_restart=True)

@@ -1,0 +1,93 @@
+"""Fan-out in a gateway replica: one long-poll loop per host feeds local subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any, Protocol
+
+from actors.directory import Directory
+from confide.events import Event
+
+log = logging.getLogger("confide.fanout")
+
+
+class Subscriber(Protocol):
+    def deliver(self, event: Event) -> None:
+        """Take one event for this connection; never blocks (queue or close)."""
+
+    def resync(self) -> None:
+        """The host restarted or the log overran: catch up from the store."""
+
+
+class Fanout:
+    def __init__(self, directory: Directory, poll_timeout_s: float) -> None:
+        self._directory = directory
+        self._timeout = poll_timeout_s
+        self._topics: dict[str, set[Subscriber]] = defaultdict(set)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.polls = 0
+        self.events = 0
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._loop(k)) for k in range(len(self._directory.hosts))
+            ]
+
+    def subscribe(self, topic: str, sub: Subscriber) -> None:
+        self._topics[topic].add(sub)
+
+    def unsubscribe(self, topic: str, sub: Subscriber) -> None:
+        subs = self._topics.get(topic)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._topics[topic]
+
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._topics.values())
+
+    def _resync(self, index: int) -> None:
+        for topic, subs in list(self._topics.items()):
+            if self._directory.index_for(topic) == index:
+                for sub in list(subs):
+                    sub.resync()
+
+    async def _loop(self, index: int) -> None:
+        host = self._directory.hosts[index]
+        incarnation: str | None = None
+        cursor = 0
+        backoff = 0.1
+        while True:
+            try:
+                res: dict[str, Any] = await host.poll.remote(incarnation, cursor, self._timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the host is restarting; poll again
+                log.warning("poll of host %d failed (%s); retrying", index, type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.1
+            self.polls += 1
+            if res["incarnation"] != incarnation:
+                if incarnation is not None:
+                    log.info("host %d restarted: resyncing its subscribers", index)
+                    self._resync(index)
+                incarnation = res["incarnation"]
+            elif res["lost"]:
+                log.warning("gateway fell behind host %d: resyncing", index)
+                self._resync(index)
+            cursor = res["cursor"]
+            for event in res["events"]:
+                self.events += 1
+                for sub in list(self._topics.get(event.topic, ())):
+                    sub.deliver(event)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []

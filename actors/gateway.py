@@ -1,0 +1,77 @@
+"""What one gateway replica holds: settings, token verifier, hosts, fan-out, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from actors.directory import Directory
+from actors.fanout import Fanout
+from actors.pump import Pump
+from confide.auth import Principal, TokenVerifier
+from confide.config import Settings
+from confide.connection import authenticate, bearer
+from confide.errors import CloseCode, CloseConnection
+from confide.metrics import GatewayStats
+from confide.protocol import SUBPROTOCOL, Endpoint, Hello
+
+log = logging.getLogger("confide.gateway")
+
+
+class GatewayCore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.replica_id = uuid.uuid4().hex[:8]
+        self.verifier = TokenVerifier(settings)
+        self.directory = Directory(settings)
+        self.fanout = Fanout(self.directory, settings.poll_timeout_s)
+        self.stats = GatewayStats()
+
+    def conn_id(self) -> str:
+        return f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
+
+    async def handshake(
+        self, ws: WebSocket, endpoint: Endpoint, limit: int
+    ) -> tuple[Principal, Hello] | None:
+        """Accept the upgrade and authenticate; None when the socket was closed instead."""
+        offered = ws.scope.get("subprotocols") or []
+        await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        try:
+            try:
+                msg = await asyncio.wait_for(ws.receive(), self.settings.hello_timeout_s)
+            except asyncio.TimeoutError:
+                raise CloseConnection(CloseCode.TIMEOUT, "no hello in time") from None
+            if msg["type"] == "websocket.disconnect":
+                return None
+            raw = msg.get("text")
+            first: str | bytes = raw if raw is not None else msg.get("bytes") or b""
+            if len(first) > limit:
+                raise CloseConnection(CloseCode.TOO_LARGE, "frame too large")
+            return authenticate(self.verifier, bearer(ws.headers.get("authorization")), first)
+        except CloseConnection as close:
+            self.stats.closed(endpoint, int(close.close_code))
+            if ws.application_state == WebSocketState.CONNECTED:
+                await ws.close(int(close.close_code), close.reason)
+            return None
+
+    async def serve(self, ws: WebSocket, pump_type: type[Pump], **kwargs: object) -> None:
+        """One WebSocket's whole life on an endpoint."""
+        self.fanout.start()
+        endpoint = pump_type.endpoint
+        shaken = await self.handshake(ws, endpoint, self.settings.max_frame_bytes
+                                      if endpoint != "analytics"
+                                      else self.settings.max_large_frame_bytes)
+        if shaken is None:
+            return
+        who, hello = shaken
+        started = time.monotonic()
+        self.stats.opened(endpoint)
+        try:
+            pump = pump_type(ws, self, who, hello, self.conn_id(), **kwargs)
+            await pump.run()
+        finally:
+            self.stats.ended(endpoint, time.monotonic() - started)

@@ -1,0 +1,191 @@
+"""The per-WebSocket pump in a gateway replica: reader, writer, heartbeat, closes.
+
+All protocol decisions come from the core (`confide.connection`, entities on hosts);
+this module only moves frames. Each endpoint subclasses `Pump`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from confide.auth import Principal
+from confide.connection import InboundGate
+from confide.errors import CloseCode, CloseConnection, ConfideError
+from confide.events import Event
+from confide.protocol import Endpoint, Error, Frame, Hello, Ping, Pong
+
+if TYPE_CHECKING:
+    from actors.gateway import GatewayCore
+
+log = logging.getLogger("confide.pump")
+
+RESYNC = object()
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The original exception inside a Ray task error."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+class Pump:
+    endpoint: ClassVar[Endpoint]
+
+    def __init__(
+        self, ws: WebSocket, core: GatewayCore, who: Principal, hello: Hello, conn_id: str
+    ) -> None:
+        self.ws = ws
+        self.core = core
+        self.who = who
+        self.hello = hello
+        self.conn_id = conn_id
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(core.settings.send_queue)
+        self._closing: asyncio.Future[CloseConnection] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.gate = InboundGate(
+            core.settings, self.endpoint, who, time.time(), self.frame_limit()
+        )
+
+    # --------------------------------------------------------- to override
+
+    def frame_limit(self) -> int:
+        return self.core.settings.max_frame_bytes
+
+    async def open(self) -> None:
+        """Send `welcome` (and any replay) before live traffic starts."""
+
+    async def handle(self, frame: Frame) -> None:
+        """One valid client frame (never `hello` or `ping`)."""
+
+    async def render(self, item: Any) -> None:
+        """One queued item: text frames are sent as they are; endpoints handle the rest."""
+        if isinstance(item, str):
+            await self.send_text(item)
+
+    async def finish(self) -> None:
+        """Detach from entities; runs on every exit."""
+
+    # ------------------------------------------------------------ plumbing
+
+    def close_with(self, code: CloseCode | int, reason: str = "") -> None:
+        if not self._closing.done():
+            self._closing.set_result(CloseConnection(CloseCode(code), reason))
+
+    def push(self, item: Any) -> None:
+        """Queue an outbound item; a full queue means a slow consumer (close 4503)."""
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.core.stats.slow_consumer(self.endpoint)
+            self.close_with(CloseCode.OVERLOADED, "slow consumer")
+
+    def push_frame(self, frame: Frame | dict[str, Any]) -> None:
+        data = frame.dump() if isinstance(frame, Frame) else frame
+        self.push(json.dumps(data, separators=(",", ":")))
+
+    def push_error(self, err: ConfideError) -> None:
+        self.core.stats.error(self.endpoint, err.code.value)
+        self.push_frame(Error(code=err.code.value, message=err.message, id=err.frame_id))
+
+    async def send_text(self, text: str) -> None:
+        await self.ws.send_text(text)
+        self.core.stats.sent(self.endpoint, len(text))
+
+    async def send_frame(self, frame: Frame | dict[str, Any]) -> None:
+        data = frame.dump() if isinstance(frame, Frame) else frame
+        await self.send_text(json.dumps(data, separators=(",", ":")))
+
+    def deliver(self, event: Event) -> None:
+        if event.for_connection(self.who.user, self.who.role):
+            self.push(event)
+
+    def resync(self) -> None:
+        self.push(RESYNC)
+
+    async def run(self) -> None:
+        """Open, then pump until a close; always close with the right code and detach."""
+        close: CloseConnection | None = None
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await self.open()
+            tasks = [
+                asyncio.create_task(self._read_loop()),
+                asyncio.create_task(self._write_loop()),
+            ]
+            waiters: set[asyncio.Future[Any]] = {*tasks, self._closing}
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if self._closing.done():
+                close = self._closing.result()
+            else:
+                for t in done:
+                    exc = t.exception() if not t.cancelled() else None
+                    if isinstance(exc, CloseConnection):
+                        close = exc
+                    elif exc is not None and not isinstance(exc, WebSocketDisconnect):
+                        raise exc
+        except CloseConnection as exc:
+            close = exc
+        except WebSocketDisconnect:
+            close = None
+        except Exception as exc:  # noqa: BLE001 - unexpected: 1011, no detail to the client
+            log.error("connection failed: %s", type(unwrap(exc)).__name__, exc_info=True)
+            close = CloseConnection(CloseCode.INTERNAL, "internal error")
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await self.finish()
+            except Exception:  # noqa: BLE001 - detaching is best effort; entities expire
+                log.warning("detach failed for a %s connection", self.endpoint)
+        if close is not None:
+            await self.close(close)
+
+    async def close(self, close: CloseConnection) -> None:
+        self.core.stats.closed(self.endpoint, int(close.close_code))
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await self.ws.close(int(close.close_code), close.reason)
+            except Exception:  # noqa: BLE001 - the peer may be gone already
+                pass
+
+    async def _read_loop(self) -> None:
+        limit = 2 * self.core.settings.heartbeat_s
+        while True:
+            try:
+                msg = await asyncio.wait_for(self.ws.receive(), timeout=limit)
+            except asyncio.TimeoutError:
+                raise CloseConnection(CloseCode.TIMEOUT, "heartbeat timeout") from None
+            if msg["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(msg.get("code", 1000))
+            text = msg.get("text")
+            raw: str | bytes = text if text is not None else msg.get("bytes") or b""
+            self.core.stats.received(self.endpoint, len(raw))
+            try:
+                frame = self.gate.check(raw, time.time())
+                if isinstance(frame, Ping):
+                    self.push_frame(Pong(id=frame.id))
+                else:
+                    await self.handle(frame)
+            except ConfideError as err:
+                self.push_error(err)
+            except Exception as exc:  # noqa: BLE001 - Ray errors carry ours inside
+                inner = unwrap(exc)
+                if isinstance(inner, ConfideError):
+                    self.push_error(inner)
+                elif isinstance(inner, CloseConnection):
+                    raise inner from None
+                else:
+                    raise
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self.queue.get()
+            await self.render(item)

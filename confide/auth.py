@@ -1,0 +1,91 @@
+"""JWT verification and dev-token minting (PyJWT).
+
+HS256 with a shared secret by default; RS256/ES256 with a PEM public key in production.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, get_args
+
+import jwt
+
+from confide.config import Settings
+from confide.errors import Unauthorized
+from confide.protocol import Role
+
+ROLES: frozenset[str] = frozenset(get_args(Role))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is on the other end of a connection or request."""
+
+    user: str
+    role: Role
+    sessions: frozenset[str]
+    expires_at: float
+
+    def may_join(self, session_id: str) -> bool:
+        return "*" in self.sessions or session_id in self.sessions
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in ("therapist", "admin")
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        if settings.jwt_public_key is not None:
+            self._key: str = settings.jwt_public_key.read_text()
+            self._algorithms = ["RS256", "ES256"]
+        else:
+            self._key = settings.signing_secret()
+            self._algorithms = ["HS256"]
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+
+    def verify(self, token: str) -> Principal:
+        """The token's principal, or `Unauthorized` (close 4401) with no token detail."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["sub", "exp"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("invalid token") from None
+        sub, role, sessions = claims["sub"], claims.get("role", "client"), claims.get("sessions", [])
+        if not isinstance(sub, str) or not sub or len(sub) > 128:
+            raise Unauthorized("invalid token subject")
+        if role not in ROLES:
+            raise Unauthorized("invalid token role")
+        if not isinstance(sessions, list) or not all(isinstance(s, str) for s in sessions):
+            raise Unauthorized("invalid sessions claim")
+        return Principal(sub, role, frozenset(sessions), float(claims["exp"]))
+
+
+def mint_token(
+    secret: str,
+    sub: str,
+    *,
+    role: str = "client",
+    sessions: list[str] | None = None,
+    ttl_s: float = 24 * 3600,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """An HS256 token for development and tests."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {sorted(ROLES)}")
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, "role": role, "iat": now, "exp": now + int(ttl_s)}
+    if sessions is not None:
+        claims["sessions"] = sessions
+    claims.update(extra or {})
+    return jwt.encode(claims, secret, algorithm="HS256")

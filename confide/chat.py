@@ -1,0 +1,198 @@
+"""The chat session entity: membership, ordering, idempotency and resume rules (sans-I/O).
+
+The host actor owns the I/O: it loads the `SessionRecord`, commits the messages this
+entity accepts before acking and publishing them, and serves history from the store.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from confide.auth import Principal
+from confide.errors import CloseCode, CloseConnection, Forbidden
+from confide.events import Event
+from confide.protocol import ChatMessage, Resume, Status
+from confide.store.base import SessionRecord, StoredMessage
+
+IDEMPOTENCY_CACHE = 4096
+
+
+@dataclass
+class _Conn:
+    user: str
+    role: str
+    status: Status = "online"
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a joining connection is owed: replay (after, upto] when `recovered`."""
+
+    recovered: bool
+    replay_after: int | None
+    upto: int
+
+
+@dataclass
+class ChatSession:
+    record: SessionRecord
+    last_offset: int = 0
+    first_offset: int = 1
+    ended: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+    _conns: dict[str, _Conn] = field(default_factory=dict)
+    _ids: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
+
+    @classmethod
+    def load(cls, record: SessionRecord) -> ChatSession:
+        return cls(
+            record=record,
+            last_offset=record.last_offset,
+            first_offset=record.first_offset,
+            ended=record.ended_at is not None,
+            config=dict(record.config),
+        )
+
+    @property
+    def session_id(self) -> str:
+        return self.record.session_id
+
+    @property
+    def epoch(self) -> str:
+        return self.record.epoch
+
+    @property
+    def topic(self) -> str:
+        return f"chat:{self.session_id}"
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+    # ------------------------------------------------------------ membership
+
+    def members(self) -> list[dict[str, str]]:
+        by_user: dict[str, _Conn] = {}
+        for c in self._conns.values():
+            by_user.setdefault(c.user, c)
+        return [{"user": c.user, "role": c.role, "status": c.status} for c in by_user.values()]
+
+    def _online(self, user: str) -> bool:
+        return any(c.user == user for c in self._conns.values())
+
+    def join(
+        self, conn_id: str, who: Principal, resume: Resume | None, quiet: bool = False
+    ) -> tuple[dict[str, Any], ResumePlan, list[Event]]:
+        """Attach a connection: its welcome fields, what to replay, and presence events."""
+        if not who.may_join(self.session_id):
+            raise CloseConnection(CloseCode.FORBIDDEN, "not a member of this session")
+        if self.ended:
+            raise CloseConnection(CloseCode.SESSION_ENDED, "session ended")
+        first_of_user = not self._online(who.user)
+        self._conns[conn_id] = _Conn(who.user, who.role)
+        plan = self.plan_resume(resume)
+        welcome = {
+            "session_id": self.session_id,
+            "epoch": self.epoch,
+            "offset": self.last_offset,
+            "members": self.members(),
+            "recovered": plan.recovered,
+        }
+        events = []
+        if first_of_user and not quiet:
+            events.append(self._presence("join", who.user))
+        return welcome, plan, events
+
+    def plan_resume(self, resume: Resume | None) -> ResumePlan:
+        if resume is None:
+            return ResumePlan(True, None, self.last_offset)
+        known = (
+            resume.epoch == self.epoch
+            and self.first_offset - 1 <= resume.offset <= self.last_offset
+        )
+        if not known:
+            return ResumePlan(False, None, self.last_offset)
+        return ResumePlan(True, resume.offset, self.last_offset)
+
+    def leave(self, conn_id: str) -> list[Event]:
+        conn = self._conns.pop(conn_id, None)
+        if conn is None or self._online(conn.user):
+            return []
+        return [self._presence("leave", conn.user)]
+
+    def _presence(self, event: str, user: str) -> Event:
+        frame = {"type": "presence", "event": event, "user": user, "members": self.members()}
+        return Event(self.topic, frame)
+
+    def _member(self, conn_id: str, who: Principal) -> _Conn:
+        """The connection's membership; re-attached quietly when this entity was reloaded."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            if not who.may_join(self.session_id):
+                raise Forbidden("not a member of this session")
+            conn = self._conns[conn_id] = _Conn(who.user, who.role)
+        return conn
+
+    # -------------------------------------------------------------- messages
+
+    def known_offset(self, sender: str, msg_id: str) -> int | None:
+        """The offset of an earlier message with this (sender, id), if cached."""
+        return self._ids.get((sender, msg_id))
+
+    def remember(self, sender: str, msg_id: str, offset: int) -> None:
+        self._ids[(sender, msg_id)] = offset
+        self._ids.move_to_end((sender, msg_id))
+        while len(self._ids) > IDEMPOTENCY_CACHE:
+            self._ids.popitem(last=False)
+
+    def accept(self, conn_id: str, who: Principal, msg: ChatMessage, now: float) -> StoredMessage:
+        """Order a new message: the next offset. The caller checked idempotency first."""
+        conn = self._member(conn_id, who)
+        if self.ended:
+            raise CloseConnection(CloseCode.SESSION_ENDED, "session ended")
+        self.last_offset += 1
+        stored = StoredMessage(
+            session_id=self.session_id,
+            offset=self.last_offset,
+            epoch=self.epoch,
+            id=msg.id,
+            sender=conn.user,
+            ts=now,
+            body=msg.body,
+            encrypted=msg.encrypted,
+        )
+        self.remember(conn.user, msg.id, stored.offset)
+        return stored
+
+    def published(self, stored: StoredMessage) -> Event:
+        return Event(self.topic, stored.frame())
+
+    def trimmed(self, retention: int) -> None:
+        self.first_offset = max(self.first_offset, self.last_offset - retention + 1)
+
+    # ---------------------------------------------------------------- status
+
+    def set_status(
+        self, conn_id: str, who: Principal, status: Status, now: float
+    ) -> list[Event]:
+        conn = self._member(conn_id, who)
+        for c in self._conns.values():
+            if c.user == conn.user:
+                c.status = status
+        frame = {"type": "status", "user": conn.user, "status": status, "ts": now}
+        return [Event(self.topic, frame, exclude_user=conn.user)]
+
+    def end(self, conn_id: str, who: Principal) -> list[Event]:
+        conn = self._member(conn_id, who)
+        if conn.role != "therapist":
+            raise Forbidden("only a therapist in the session may end it")
+        self.ended = True
+        frame = {"type": "ended", "by": conn.user}
+        return [Event(self.topic, frame, close_code=int(CloseCode.SESSION_ENDED))]
+
+    def history_bounds(self, before: int | None) -> int:
+        """The exclusive upper offset of a history page."""
+        top = self.last_offset + 1
+        return top if before is None else min(before, top)

@@ -1,0 +1,81 @@
+"""Settings: one pydantic model read once from `CONFIDE_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONFIDE_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./data")
+    #: `sqlite:///path/to/file.db` (default: `<data_dir>/confide.db`) or `postgresql://...`.
+    store: str = ""
+    #: Number of host actors that hold the entities (sessions, inboxes, streams).
+    hosts: int = Field(default=2, ge=1)
+    #: Ray namespace of the detached host actors: one per deployment of Confide.
+    ray_namespace: str = "confide"
+
+    jwt_secret: str = ""
+    jwt_public_key: Path | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+
+    heartbeat_s: float = Field(default=25.0, gt=0)
+    hello_timeout_s: float = Field(default=10.0, gt=0)
+    max_frame_bytes: int = 64 * 1024
+    max_large_frame_bytes: int = 8 * 1024 * 1024
+    rate_per_s: float = Field(default=20.0, gt=0)
+    rate_burst: int = Field(default=40, ge=1)
+    #: Seconds of sending while rate limited before the connection is closed with 4429.
+    rate_abuse_s: float = 10.0
+    #: Frames a connection's outbound queue holds before it is closed as a slow consumer.
+    send_queue: int = Field(default=1024, ge=8)
+    #: WebSockets one gateway replica serves (`max_ongoing_requests`).
+    connections_per_replica: int = Field(default=2000, ge=1000)
+    gateway_replicas: int = Field(default=1, ge=1)
+
+    #: Messages retained per chat session; older ones are deleted.
+    retention_messages: int = Field(default=100_000, ge=1)
+    #: Seconds an idle entity stays in memory on its host.
+    entity_ttl_s: float = 600.0
+    #: Events a host keeps for the gateways' long polls.
+    event_buffer: int = 10_000
+    poll_timeout_s: float = 30.0
+
+    fhe_backend: str = "auto"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{(self.data_dir / 'confide.db').resolve()}"
+
+    def signing_secret(self) -> str:
+        """The HS256 secret.
+
+        When none is configured, a development secret is generated once and kept in
+        `<data_dir>/dev-jwt-secret` (mode 0600), so the server and `confide token` agree.
+        """
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "dev-jwt-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+            try:
+                os.link(tmp, path)  # atomic: the first writer wins, everyone reads its secret
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip()

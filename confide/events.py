@@ -1,0 +1,68 @@
+"""Events: what an entity publishes for the gateways to fan out to connections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """One frame for every connection subscribed to `topic`, narrowed by the filters.
+
+    `seq` is given by the host's event log; entities leave it 0.
+    """
+
+    topic: str
+    frame: dict[str, Any]
+    exclude_user: str | None = None
+    only_roles: frozenset[str] | None = None
+    only_user: str | None = None
+    #: The gateway closes the matching connections with this code after the frame.
+    close_code: int | None = None
+    seq: int = 0
+
+    def for_connection(self, user: str, role: str) -> bool:
+        if self.exclude_user is not None and user == self.exclude_user:
+            return False
+        if self.only_user is not None and user != self.only_user:
+            return False
+        return self.only_roles is None or role in self.only_roles
+
+
+class EventLog:
+    """A bounded, ordered log of events with a cursor per reader (sans-I/O).
+
+    Readers ask for everything after their cursor; `lost` is True when the log no
+    longer holds events a reader had not yet seen (it must resync from the store).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._events: list[Event] = []
+        self._next_seq = 1
+
+    @property
+    def head(self) -> int:
+        """The seq of the newest event (0 when none yet)."""
+        return self._next_seq - 1
+
+    def append(self, event: Event) -> Event:
+        stamped = Event(
+            event.topic, event.frame, event.exclude_user, event.only_roles,
+            event.only_user, event.close_code, self._next_seq,
+        )
+        self._next_seq += 1
+        self._events.append(stamped)
+        if len(self._events) > 2 * self._capacity:
+            del self._events[: len(self._events) - self._capacity]
+        return stamped
+
+    def since(self, cursor: int, limit: int = 5000) -> tuple[list[Event], bool]:
+        """Events with seq > cursor (at most `limit`), and whether some were lost."""
+        if not self._events or cursor >= self.head:
+            return [], False
+        first = self._events[0].seq
+        lost = cursor + 1 < first
+        start = max(0, cursor + 1 - first)
+        return self._events[start : start + limit], lost

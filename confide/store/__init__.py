@@ -1,0 +1,19 @@
+"""Durable state behind one interface: SQLite by default, PostgreSQL later."""
+
+from confide.store.base import (
+    FheKeyRecord,
+    NotificationRecord,
+    SessionRecord,
+    Store,
+    StoredMessage,
+    open_store,
+)
+
+__all__ = [
+    "FheKeyRecord",
+    "NotificationRecord",
+    "SessionRecord",
+    "Store",
+    "StoredMessage",
+    "open_store",
+]

@@ -1,0 +1,120 @@
+"""The store interface and the records that cross it.
+
+Every method is synchronous and safe to call from several threads; callers on an
+event loop run them in a thread. A backend is chosen by URL with `open_store`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    session_id: str
+    offset: int
+    epoch: str
+    id: str
+    sender: str
+    ts: float
+    body: dict[str, Any]
+    encrypted: bool
+
+    def frame(self) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "session_id": self.session_id,
+            "offset": self.offset,
+            "epoch": self.epoch,
+            "id": self.id,
+            "sender": self.sender,
+            "ts": self.ts,
+            "body": self.body,
+            "encrypted": self.encrypted,
+        }
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    session_id: str
+    epoch: str
+    created_at: float
+    last_offset: int = 0
+    first_offset: int = 1
+    ended_at: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NotificationRecord:
+    id: str
+    user: str
+    producer: str
+    kind: str
+    title: str
+    body: str
+    data: dict[str, Any]
+    created_at: float
+    expires_at: float | None = None
+    state: str = "queued"
+    sent_at: float | None = None
+    delivered_at: float | None = None
+    read_at: float | None = None
+    attempts: int = 0
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class FheKeyRecord:
+    key_id: str
+    owner: str
+    meta: dict[str, Any]
+    blobs: dict[str, bytes]
+    created_at: float
+
+
+class Store(Protocol):
+    # chat
+    def load_session(self, session_id: str) -> SessionRecord | None: ...
+    def create_session(self, record: SessionRecord) -> SessionRecord: ...
+    def end_session(self, session_id: str, ts: float) -> None: ...
+    def set_session_config(self, session_id: str, config: dict[str, Any]) -> None: ...
+    def append_messages(self, messages: list[StoredMessage], retention: int) -> None: ...
+    def find_message(self, session_id: str, sender: str, msg_id: str) -> StoredMessage | None: ...
+    def messages_after(
+        self, session_id: str, after: int, upto: int, limit: int
+    ) -> list[StoredMessage]: ...
+    def messages_before(
+        self, session_id: str, before: int | None, limit: int
+    ) -> list[StoredMessage]: ...
+
+    # notifications
+    def insert_notification(self, rec: NotificationRecord) -> tuple[NotificationRecord, bool]: ...
+    def get_notification(self, notification_id: str) -> NotificationRecord | None: ...
+    def update_notifications(self, updates: list[NotificationRecord]) -> None: ...
+    def undelivered_notifications(self, user: str, now: float) -> list[NotificationRecord]: ...
+    def list_notifications(
+        self, user: str, unread_only: bool, limit: int, before: str | None
+    ) -> list[NotificationRecord]: ...
+    def notification_counts(self, user: str, now: float) -> tuple[int, int]: ...
+
+    # FHE keys and aggregates
+    def put_fhe_key(self, rec: FheKeyRecord) -> None: ...
+    def get_fhe_key(self, key_id: str) -> FheKeyRecord | None: ...
+    def delete_fhe_key(self, key_id: str) -> None: ...
+    def save_aggregate(self, stream: str, key_id: str, count: int, total: bytes) -> None: ...
+    def load_aggregate(self, stream: str, key_id: str) -> tuple[int, bytes] | None: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """A store for `sqlite:///path` or `postgresql://...`."""
+    if url.startswith("sqlite:///"):
+        from confide.store.sqlite import SqliteStore
+
+        return SqliteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        raise NotImplementedError("the PostgreSQL store is not built yet")
+    raise ValueError("CONFIDE_STORE must start with sqlite:/// or postgresql://")

@@ -1,0 +1,325 @@
+"""SQLite store in WAL mode: one connection per process, guarded by a lock."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    epoch TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ended_at REAL,
+    config TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL,
+    "offset" INTEGER NOT NULL,
+    epoch TEXT NOT NULL,
+    id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL,
+    encrypted INTEGER NOT NULL,
+    PRIMARY KEY (session_id, "offset")
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (session_id, sender, id);
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    producer TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    state TEXT NOT NULL,
+    sent_at REAL,
+    delivered_at REAL,
+    read_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT
+);
+CREATE INDEX IF NOT EXISTS notifications_user ON notifications (user, created_at, id);
+CREATE UNIQUE INDEX IF NOT EXISTS notifications_idem
+    ON notifications (producer, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS fhe_keys (
+    key_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    blobs BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fhe_aggregates (
+    stream TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    total BLOB NOT NULL,
+    PRIMARY KEY (stream, key_id)
+);
+"""
+
+_NOTIFICATION_COLUMNS = (
+    "id, user, producer, kind, title, body, data, created_at, expires_at, state, "
+    "sent_at, delivered_at, read_at, attempts, idempotency_key"
+)
+
+
+def _message(row: sqlite3.Row) -> StoredMessage:
+    return StoredMessage(
+        session_id=row["session_id"],
+        offset=row["offset"],
+        epoch=row["epoch"],
+        id=row["id"],
+        sender=row["sender"],
+        ts=row["ts"],
+        body=json.loads(row["body"]),
+        encrypted=bool(row["encrypted"]),
+    )
+
+
+def _notification(row: sqlite3.Row) -> NotificationRecord:
+    values: dict[str, Any] = dict(row)
+    values["data"] = json.loads(values["data"])
+    return NotificationRecord(**values)
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ chat
+
+    def load_session(self, session_id: str) -> SessionRecord | None:
+        rows = self._read(
+            'SELECT s.*, (SELECT MAX("offset") FROM messages m WHERE m.session_id = s.session_id)'
+            ' AS last, (SELECT MIN("offset") FROM messages m WHERE m.session_id = s.session_id)'
+            " AS first FROM sessions s WHERE s.session_id = ?",
+            (session_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        last = r["last"] or 0
+        return SessionRecord(
+            session_id=session_id,
+            epoch=r["epoch"],
+            created_at=r["created_at"],
+            last_offset=last,
+            first_offset=r["first"] if r["first"] is not None else last + 1,
+            ended_at=r["ended_at"],
+            config=json.loads(r["config"]),
+        )
+
+    def create_session(self, record: SessionRecord) -> SessionRecord:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO sessions (session_id, epoch, created_at) VALUES (?, ?, ?)",
+                (record.session_id, record.epoch, record.created_at),
+            )
+        loaded = self.load_session(record.session_id)
+        assert loaded is not None
+        return loaded
+
+    def end_session(self, session_id: str, ts: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET ended_at = ? WHERE session_id = ?", (ts, session_id))
+
+    def set_session_config(self, session_id: str, config: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET config = ? WHERE session_id = ?",
+                (json.dumps(config), session_id),
+            )
+
+    def append_messages(self, messages: list[StoredMessage], retention: int) -> None:
+        newest: dict[str, int] = {}
+        with self._tx() as db:
+            db.executemany(
+                'INSERT INTO messages (session_id, "offset", epoch, id, sender, ts, body, encrypted)'
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (m.session_id, m.offset, m.epoch, m.id, m.sender, m.ts,
+                     json.dumps(m.body, separators=(",", ":")), int(m.encrypted))
+                    for m in messages
+                ],
+            )
+            for m in messages:
+                newest[m.session_id] = max(newest.get(m.session_id, 0), m.offset)
+            for session_id, last in newest.items():
+                if last > retention:
+                    db.execute(
+                        'DELETE FROM messages WHERE session_id = ? AND "offset" <= ?',
+                        (session_id, last - retention),
+                    )
+
+    def find_message(self, session_id: str, sender: str, msg_id: str) -> StoredMessage | None:
+        rows = self._read(
+            "SELECT * FROM messages WHERE session_id = ? AND sender = ? AND id = ?",
+            (session_id, sender, msg_id),
+        )
+        return _message(rows[0]) if rows else None
+
+    def messages_after(
+        self, session_id: str, after: int, upto: int, limit: int
+    ) -> list[StoredMessage]:
+        rows = self._read(
+            'SELECT * FROM messages WHERE session_id = ? AND "offset" > ? AND "offset" <= ?'
+            ' ORDER BY "offset" LIMIT ?',
+            (session_id, after, upto, limit),
+        )
+        return [_message(r) for r in rows]
+
+    def messages_before(
+        self, session_id: str, before: int | None, limit: int
+    ) -> list[StoredMessage]:
+        rows = self._read(
+            'SELECT * FROM messages WHERE session_id = ? AND "offset" < ?'
+            ' ORDER BY "offset" DESC LIMIT ?',
+            (session_id, before if before is not None else 2**62, limit),
+        )
+        return [_message(r) for r in reversed(rows)]
+
+    # --------------------------------------------------------- notifications
+
+    def insert_notification(self, rec: NotificationRecord) -> tuple[NotificationRecord, bool]:
+        with self._tx() as db:
+            if rec.idempotency_key is not None:
+                row = db.execute(
+                    f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications"
+                    " WHERE producer = ? AND idempotency_key = ?",
+                    (rec.producer, rec.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    return _notification(row), False
+            db.execute(
+                f"INSERT INTO notifications ({_NOTIFICATION_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.id, rec.user, rec.producer, rec.kind, rec.title, rec.body,
+                 json.dumps(rec.data), rec.created_at, rec.expires_at, rec.state, rec.sent_at,
+                 rec.delivered_at, rec.read_at, rec.attempts, rec.idempotency_key),
+            )
+        return rec, True
+
+    def get_notification(self, notification_id: str) -> NotificationRecord | None:
+        rows = self._read(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?", (notification_id,)
+        )
+        return _notification(rows[0]) if rows else None
+
+    def update_notifications(self, updates: list[NotificationRecord]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE notifications SET state = ?, sent_at = ?, delivered_at = ?, read_at = ?,"
+                " attempts = ? WHERE id = ?",
+                [(u.state, u.sent_at, u.delivered_at, u.read_at, u.attempts, u.id)
+                 for u in updates],
+            )
+
+    def undelivered_notifications(self, user: str, now: float) -> list[NotificationRecord]:
+        rows = self._read(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE user = ?"
+            " AND state IN ('queued', 'sent') ORDER BY created_at, id",
+            (user,),
+        )
+        return [_notification(r) for r in rows]
+
+    def list_notifications(
+        self, user: str, unread_only: bool, limit: int, before: str | None
+    ) -> list[NotificationRecord]:
+        sql = f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE user = ?"
+        args: list[Any] = [user]
+        if unread_only:
+            sql += " AND state IN ('queued', 'sent', 'delivered')"
+        if before is not None:
+            sql += (
+                " AND (created_at, id) < (SELECT created_at, id FROM notifications"
+                " WHERE id = ? AND user = ?)"
+            )
+            args += [before, user]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+        return [_notification(r) for r in self._read(sql, tuple(args))]
+
+    def notification_counts(self, user: str, now: float) -> tuple[int, int]:
+        rows = self._read(
+            "SELECT SUM(state IN ('queued', 'sent')) AS pending,"
+            " SUM(state IN ('queued', 'sent', 'delivered')) AS unread"
+            " FROM notifications WHERE user = ?",
+            (user,),
+        )
+        return int(rows[0]["pending"] or 0), int(rows[0]["unread"] or 0)
+
+    # -------------------------------------------------------------------- FHE
+
+    def put_fhe_key(self, rec: FheKeyRecord) -> None:
+        blobs = json.dumps({k: v.hex() for k, v in rec.blobs.items()}).encode()
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO fhe_keys (key_id, owner, meta, blobs, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (rec.key_id, rec.owner, json.dumps(rec.meta), blobs, rec.created_at),
+            )
+
+    def get_fhe_key(self, key_id: str) -> FheKeyRecord | None:
+        rows = self._read("SELECT * FROM fhe_keys WHERE key_id = ?", (key_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        blobs = {k: bytes.fromhex(v) for k, v in json.loads(r["blobs"]).items()}
+        return FheKeyRecord(r["key_id"], r["owner"], json.loads(r["meta"]), blobs, r["created_at"])
+
+    def delete_fhe_key(self, key_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM fhe_keys WHERE key_id = ?", (key_id,))
+            db.execute("DELETE FROM fhe_aggregates WHERE key_id = ?", (key_id,))
+
+    def save_aggregate(self, stream: str, key_id: str, count: int, total: bytes) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO fhe_aggregates (stream, key_id, count, total)"
+                " VALUES (?, ?, ?, ?)",
+                (stream, key_id, count, total),
+            )
+
+    def load_aggregate(self, stream: str, key_id: str) -> tuple[int, bytes] | None:
+        rows = self._read(
+            "SELECT count, total FROM fhe_aggregates WHERE stream = ? AND key_id = ?",
+            (stream, key_id),
+        )
+        return (int(rows[0]["count"]), bytes(rows[0]["total"])) if rows else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
