@@ -130,13 +130,15 @@ class Pump:
                         close = exc
                     elif exc is not None and not isinstance(exc, WebSocketDisconnect):
                         raise exc
-        except CloseConnection as exc:
-            close = exc
         except WebSocketDisconnect:
             close = None
         except Exception as exc:  # noqa: BLE001 - unexpected: 1011, no detail to the client
-            log.error("connection failed: %s", type(unwrap(exc)).__name__, exc_info=True)
-            close = CloseConnection(CloseCode.INTERNAL, "internal error")
+            inner = unwrap(exc)
+            if isinstance(inner, CloseConnection):
+                close = inner
+            else:
+                log.error("connection failed: %s", type(inner).__name__, exc_info=True)
+                close = CloseConnection(CloseCode.INTERNAL, "internal error")
         finally:
             for t in tasks:
                 t.cancel()

@@ -100,6 +100,16 @@ class CloseConnection(Exception):
         self.close_code = close_code
         self.reason = reason or close_code.name.lower().replace("_", " ")
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Crosses Ray boundaries (host → gateway): rebuild from code and reason.
+        return (_rebuild_close, (type(self), self.close_code, self.reason))
+
+
+def _rebuild_close(cls: type[CloseConnection], code: CloseCode, reason: str) -> CloseConnection:
+    exc = CloseConnection.__new__(cls)
+    CloseConnection.__init__(exc, code, reason)
+    return exc
+
 
 class Unauthorized(CloseConnection):
     def __init__(self, reason: str = "unauthorized") -> None:

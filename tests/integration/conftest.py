@@ -1,0 +1,95 @@
+"""One Ray instance and one Serve instance per test session; apps deployed per module."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import ray  # noqa: E402
+from ray import serve  # noqa: E402
+
+from actors.directory import kill_hosts  # noqa: E402
+from confide.auth import mint_token  # noqa: E402
+from confide.config import Settings  # noqa: E402
+
+SECRET = "integration-test-secret-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def serve_port() -> Iterator[int]:
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             namespace="confide-tests")
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield port
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@dataclass
+class Server:
+    settings: Settings
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def token(self, sub: str, role: str = "client", sessions: list[str] | None = None,
+              ttl_s: float = 3600, **extra: Any) -> str:
+        return mint_token(SECRET, sub, role=role, sessions=sessions, ttl_s=ttl_s, extra=extra)
+
+    def deploy(self) -> None:
+        from serve_app import build_app
+
+        serve.run(build_app(self.settings), name="confide", route_prefix="/")
+
+    def stop(self) -> None:
+        """The whole server goes away: gateway replicas and host actors."""
+        serve.delete("confide")
+        kill_hosts(self.settings)
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "jwt_secret": SECRET,
+        "ray_namespace": f"t-{uuid.uuid4().hex[:8]}",
+        "hosts": 2,
+        "hello_timeout_s": 2.0,
+        "connections_per_replica": 1000,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+def server(serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(make_settings(tmp_path_factory.mktemp("data")), serve_port)
+    srv.deploy()
+    try:
+        yield srv
+    finally:
+        srv.stop()
