@@ -1,0 +1,114 @@
+"""Failures: a killed host actor, a full server restart, silent and abusive clients."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+
+from actors.directory import host_index, host_name
+from tests.integration.conftest import Server, make_settings
+from tests.integration.wsclient import Raw, is_msg
+
+
+@pytest.fixture
+def fresh(serve_port: int, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(make_settings(tmp_path), serve_port)
+    srv.deploy()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def strict(serve_port: int, tmp_path: Path) -> Iterator[Server]:
+    srv = Server(
+        make_settings(tmp_path, heartbeat_s=2.0, rate_abuse_s=1.0, rate_per_s=5.0, rate_burst=5),
+        serve_port,
+    )
+    srv.deploy()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+async def test_killed_host_loses_no_acknowledged_message(fresh: Server) -> None:
+    s = f"s-{uuid.uuid4().hex[:6]}"
+    a, _ = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("a", sessions=[s]))
+    b, _ = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("b", sessions=[s]))
+
+    async def keep_alive() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            await b.send({"type": "ping"})
+
+    pinger = asyncio.create_task(keep_alive())
+    idx = host_index(f"chat:{s}", fresh.settings.hosts)
+    host = ray.get_actor(host_name(idx), namespace=fresh.settings.ray_namespace)
+    acked: list[int] = []
+    for i in range(30):
+        if i == 10:
+            ray.kill(host, no_restart=False)
+        await a.send({"type": "message", "id": f"k{i}", "body": {"n": i}})
+        ack = await a.until(lambda f: f["type"] in ("ack", "error"), timeout=60)
+        assert ack["type"] == "ack", ack
+        acked.append(ack["offset"])
+        await a.send({"type": "ping"})
+    assert acked == list(range(1, 31))
+    got = await b.collect(is_msg, 30, timeout=60)
+    assert [m["offset"] for m in got] == list(range(1, 31))
+    assert [m["id"] for m in got] == [f"k{i}" for i in range(30)]
+    pinger.cancel()
+    await a.send({"type": "history", "limit": 100})
+    hist = await a.until(lambda f: f["type"] == "history")
+    assert [m["offset"] for m in hist["messages"]] == list(range(1, 31))
+    await asyncio.gather(a.close(), b.close())
+
+
+async def test_restart_on_same_data_keeps_history_and_resume(fresh: Server) -> None:
+    s = f"s-{uuid.uuid4().hex[:6]}"
+    a, w = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("a", sessions=[s]))
+    for i in range(6):
+        await a.send({"type": "message", "id": f"r{i}", "body": {"n": i}})
+    await a.collect(lambda f: f["type"] == "ack", 6)
+    epoch = w["epoch"]
+    await a.close()
+    fresh.stop()
+    fresh.deploy()
+    b, w2 = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("b", sessions=[s]),
+                           resume={"offset": 2, "epoch": epoch})
+    assert w2["epoch"] == epoch and w2["offset"] == 6 and w2["recovered"] is True
+    replay = await b.collect(is_msg, 4)
+    assert [m["id"] for m in replay] == ["r2", "r3", "r4", "r5"]
+    await b.send({"type": "history"})
+    hist = await b.until(lambda f: f["type"] == "history")
+    assert [m["offset"] for m in hist["messages"]] == [1, 2, 3, 4, 5, 6] and hist["complete"]
+    # an idempotent retry of a message from before the restart is still recognised
+    await b.send({"type": "message", "id": "r9", "body": {}})
+    assert (await b.until(lambda f: f["type"] == "ack"))["offset"] == 7
+    await b.close()
+
+
+async def test_silent_client_closed_4408_and_abuser_4429(strict: Server) -> None:
+    fresh = strict
+    s = f"s-{uuid.uuid4().hex[:6]}"
+    quiet, _ = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("q", sessions=[s]))
+    assert await quiet.closed_with(timeout=10) == 4408  # 2 × heartbeat_s of silence
+    abuser, _ = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("x", sessions=[s]))
+
+    async def flood() -> None:
+        for i in range(2000):
+            await abuser.send({"type": "status", "status": "typing", "id": str(i)})
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(flood())
+    code = await abuser.closed_with(timeout=20)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert code == 4429
