@@ -19,13 +19,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: install
-	$(PY) -m confide.run
+	$(PY) -m actors.run
 
 lint: install
 	$(VENV)/bin/ruff check .
 
 typecheck: install
-	$(VENV)/bin/mypy confide fhe
+	$(VENV)/bin/mypy confide fhe actors serve_app.py
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit

@@ -1,24 +1,55 @@
 """The Confide gateway on Ray Serve: `serve run serve_app:app`, or `build_app(settings)`.
 
-A FastAPI ingress terminates the WebSockets; each replica pumps frames between its
-connections and the host actors. `max_ongoing_requests` is the per-replica connection
-budget (a WebSocket holds a slot for its whole life); no request timeout is set.
+A FastAPI ingress terminates the WebSockets and serves the REST API; each replica pumps
+frames between its connections and the host actors. `max_ongoing_requests` is the
+per-replica connection budget (a WebSocket holds a slot for its whole life); no request
+timeout is set, since one would close live sockets.
 """
 
-
 import asyncio
+import json
 from typing import Any
 
-from fastapi import FastAPI, Response, WebSocket
+from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from ray import serve
 from ray.serve.deployment import Application
 
 from actors.chat_pump import ChatPump
 from actors.gateway import GatewayCore
+from actors.inbox_pump import InboxPump
 from confide.config import Settings
+from confide.errors import CloseConnection, ConfideError, InvalidMessage
+from confide.inbox import NotificationRequest
 
 api = FastAPI(title="Confide", docs_url=None, redoc_url=None)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+@api.exception_handler(ConfideError)
+async def _confide_error(_: Request, exc: ConfideError) -> JSONResponse:
+    return _error(exc.http_status, exc.code.value, exc.message)
+
+
+@api.exception_handler(CloseConnection)
+async def _auth_error(_: Request, exc: CloseConnection) -> JSONResponse:
+    return _error(401, "unauthorized", exc.reason)
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, RecursionError):
+        raise InvalidMessage("request body is not valid JSON") from None
+
+
+def _fields(error: ValidationError) -> str:
+    names = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in error.errors()})
+    return "invalid field(s): " + ", ".join(names[:8])
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -30,6 +61,32 @@ class Gateway:
     @api.websocket("/ws/chat/{session_id}")
     async def chat(self, websocket: WebSocket, session_id: str) -> None:
         await self.core.serve(websocket, ChatPump, session_id=session_id)
+
+    @api.websocket("/ws/notifications")
+    async def notifications(self, websocket: WebSocket) -> None:
+        await self.core.serve(websocket, InboxPump)
+
+    @api.post("/api/notifications")
+    async def post_notification(self, request: Request) -> JSONResponse:
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        body = await _json_body(request)
+        try:
+            req = NotificationRequest.model_validate(body)
+        except ValidationError as e:
+            raise InvalidMessage(_fields(e)) from None
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= 128:
+            raise InvalidMessage("Idempotency-Key must be 1 to 128 characters")
+        result = await self.core.call(f"inbox:{req.user}", "inbox_post", who, req, key)
+        return JSONResponse(result, status_code=202)
+
+    @api.get("/api/notifications/{notification_id}")
+    async def get_notification(self, notification_id: str, request: Request) -> JSONResponse:
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        result = await self.core.call(
+            f"notification:{notification_id}", "notification_status", notification_id, who
+        )
+        return JSONResponse(result)
 
     @api.get("/healthz")
     async def healthz(self) -> Response:

@@ -65,7 +65,7 @@ class Fanout:
                 res: dict[str, Any] = await host.poll.remote(incarnation, cursor, self._timeout)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the host is restarting; poll again
+            except Exception as exc:
                 log.warning("poll of host %d failed (%s); retrying", index, type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

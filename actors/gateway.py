@@ -6,16 +6,17 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
 from actors.directory import Directory
 from actors.fanout import Fanout
-from actors.pump import Pump
+from actors.pump import Pump, unwrap
 from confide.auth import Principal, TokenVerifier
 from confide.config import Settings
 from confide.connection import authenticate, bearer
-from confide.errors import CloseCode, CloseConnection
+from confide.errors import CloseCode, CloseConnection, ConfideError, Unauthorized
 from confide.metrics import GatewayStats
 from confide.protocol import SUBPROTOCOL, Endpoint, Hello
 
@@ -30,6 +31,23 @@ class GatewayCore:
         self.directory = Directory(settings)
         self.fanout = Fanout(self.directory, settings.poll_timeout_s)
         self.stats = GatewayStats()
+
+    async def call(self, entity: str, op: str, *args: Any) -> Any:
+        """Call the host of `entity`; errors come back as the core's own exceptions."""
+        try:
+            return await self.directory.host_for(entity).call.remote(op, *args)
+        except Exception as exc:
+            inner = unwrap(exc)
+            if inner is not exc and isinstance(inner, (ConfideError, CloseConnection)):
+                raise inner from None
+            raise
+
+    def rest_principal(self, authorization: str | None) -> Principal:
+        """The caller of a REST request (any role); `Unauthorized` without a valid token."""
+        token = bearer(authorization)
+        if token is None:
+            raise Unauthorized("missing bearer token")
+        return self.verifier.verify(token)
 
     def conn_id(self) -> str:
         return f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
@@ -53,10 +71,13 @@ class GatewayCore:
                 raise CloseConnection(CloseCode.TOO_LARGE, "frame too large")
             return authenticate(self.verifier, bearer(ws.headers.get("authorization")), first)
         except CloseConnection as close:
-            self.stats.closed(endpoint, int(close.close_code))
-            if ws.application_state == WebSocketState.CONNECTED:
-                await ws.close(int(close.close_code), close.reason)
+            await self._refuse(ws, endpoint, close)
             return None
+
+    async def _refuse(self, ws: WebSocket, endpoint: Endpoint, close: CloseConnection) -> None:
+        self.stats.closed(endpoint, int(close.close_code))
+        if ws.application_state == WebSocketState.CONNECTED:
+            await ws.close(int(close.close_code), close.reason)
 
     async def serve(self, ws: WebSocket, pump_type: type[Pump], **kwargs: object) -> None:
         """One WebSocket's whole life on an endpoint."""
@@ -68,6 +89,10 @@ class GatewayCore:
         if shaken is None:
             return
         who, hello = shaken
+        if who.role == "service":
+            # service tokens may only use REST (PROTOCOL.md, Authentication)
+            await self._refuse(ws, endpoint, CloseConnection(CloseCode.FORBIDDEN, "REST only"))
+            return
         started = time.monotonic()
         self.stats.opened(endpoint)
         try:

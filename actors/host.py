@@ -16,13 +16,15 @@ from typing import Any
 import ray
 
 from actors.commit import GroupCommitter
+from confide import inbox
 from confide.auth import Principal
 from confide.chat import ChatSession
 from confide.config import Settings
 from confide.errors import ConfideError, Internal, NotFound
 from confide.events import Event, EventLog
+from confide.inbox import NotificationRequest
 from confide.protocol import ChatMessage, HistoryRequest, Resume, Status
-from confide.store import SessionRecord, StoredMessage, open_store
+from confide.store import NotificationRecord, SessionRecord, StoredMessage, open_store
 
 log = logging.getLogger("confide.host")
 
@@ -43,6 +45,7 @@ class Host:
         self._loading: dict[str, asyncio.Future[ChatSession]] = {}
         self._touched: dict[str, float] = {}
         self._inflight: dict[tuple[str, str, str], asyncio.Future[int]] = {}
+        self._inboxes: dict[str, set[str]] = {}
         self.committer = GroupCommitter(self._write, self.publish, self._forget)
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -229,6 +232,70 @@ class Host:
         for e in events:
             self.publish(e)
 
+    # -------------------------------------------------------- notifications
+
+    def _inbox_topic(self, user: str) -> str:
+        return f"inbox:{user}"
+
+    async def inbox_post(
+        self, producer: Principal, req: NotificationRequest, idempotency_key: str | None
+    ) -> dict[str, Any]:
+        inbox.check_producer(producer.role)
+        rec = inbox.new_record(req, producer.user, idempotency_key, time.time())
+        stored, created = await asyncio.to_thread(self.store.insert_notification, rec)
+        if created and self._inboxes.get(stored.user):
+            await self._send_live(stored)
+        return {"id": stored.id, "state": "queued"}
+
+    async def _send_live(self, rec: NotificationRecord) -> None:
+        inbox.mark_sent(rec, time.time())
+        await asyncio.to_thread(self.store.update_notifications, [rec])
+        self.publish(Event(self._inbox_topic(rec.user), inbox.frame(rec)))
+
+    async def inbox_attach(self, user: str, conn_id: str) -> dict[str, Any]:
+        """A connection opens: counts, then every undelivered notification, oldest first."""
+        self._inboxes.setdefault(user, set()).add(conn_id)
+        now = time.time()
+        records = await asyncio.to_thread(self.store.undelivered_notifications, user, now)
+        for rec in records:
+            inbox.mark_sent(rec, now)
+        if records:
+            await asyncio.to_thread(self.store.update_notifications, records)
+        items = [inbox.frame(rec) for rec in records]
+        pending, unread = await asyncio.to_thread(self.store.notification_counts, user, now)
+        return {"pending": pending, "unread": unread, "items": items}
+
+    async def inbox_detach(self, user: str, conn_id: str) -> None:
+        conns = self._inboxes.get(user)
+        if conns is not None:
+            conns.discard(conn_id)
+            if not conns:
+                del self._inboxes[user]
+
+    async def inbox_ack(self, user: str, notification_id: str, state: str) -> None:
+        rec = await asyncio.to_thread(self.store.get_notification, notification_id)
+        if rec is None:
+            raise NotFound("no such notification")
+        if inbox.acknowledge(rec, user, state, time.time()):
+            await asyncio.to_thread(self.store.update_notifications, [rec])
+
+    async def inbox_list(
+        self, user: str, state: str, limit: int, before: str | None
+    ) -> dict[str, Any]:
+        records = await asyncio.to_thread(
+            self.store.list_notifications, user, state == "unread", limit, before
+        )
+        return {"type": "notifications", "items": [inbox.frame(r, True) for r in records]}
+
+    async def notification_status(self, notification_id: str, who: Principal) -> dict[str, Any]:
+        rec = await asyncio.to_thread(self.store.get_notification, notification_id)
+        if rec is None or not inbox.visible_to(rec, who.user):
+            raise NotFound("no such notification")
+        now = time.time()
+        if inbox.expired(rec, now):
+            await asyncio.to_thread(self.store.update_notifications, [inbox.mark_expired(rec)])
+        return inbox.status(rec)
+
     async def stats(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -241,7 +308,7 @@ class Host:
         }
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)  # type: ignore[call-overload]
 class HostActor:
     """The Ray actor around `Host`. Errors cross as `ConfideError`s (they pickle)."""
 

@@ -7,6 +7,7 @@ this module only moves frames. Each endpoint subclasses `Pump`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -132,7 +133,7 @@ class Pump:
                         raise exc
         except WebSocketDisconnect:
             close = None
-        except Exception as exc:  # noqa: BLE001 - unexpected: 1011, no detail to the client
+        except Exception as exc:
             inner = unwrap(exc)
             if isinstance(inner, CloseConnection):
                 close = inner
@@ -145,7 +146,7 @@ class Pump:
             await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 await self.finish()
-            except Exception:  # noqa: BLE001 - detaching is best effort; entities expire
+            except Exception:
                 log.warning("detach failed for a %s connection", self.endpoint)
         if close is not None:
             await self.close(close)
@@ -153,10 +154,8 @@ class Pump:
     async def close(self, close: CloseConnection) -> None:
         self.core.stats.closed(self.endpoint, int(close.close_code))
         if self.ws.application_state == WebSocketState.CONNECTED:
-            try:
+            with contextlib.suppress(Exception):  # the peer may be gone already
                 await self.ws.close(int(close.close_code), close.reason)
-            except Exception:  # noqa: BLE001 - the peer may be gone already
-                pass
 
     async def _read_loop(self) -> None:
         limit = 2 * self.core.settings.heartbeat_s
@@ -178,7 +177,7 @@ class Pump:
                     await self.handle(frame)
             except ConfideError as err:
                 self.push_error(err)
-            except Exception as exc:  # noqa: BLE001 - Ray errors carry ours inside
+            except Exception as exc:
                 inner = unwrap(exc)
                 if isinstance(inner, ConfideError):
                     self.push_error(inner)

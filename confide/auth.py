@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import jwt
 
@@ -59,16 +59,17 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except jwt.InvalidTokenError:
+        except jwt.PyJWTError:  # InvalidKeyError (alg vs key type) is not an InvalidTokenError
             raise Unauthorized("invalid token") from None
-        sub, role, sessions = claims["sub"], claims.get("role", "client"), claims.get("sessions", [])
+        sub, role = claims["sub"], claims.get("role", "client")
+        sessions = claims.get("sessions", [])
         if not isinstance(sub, str) or not sub or len(sub) > 128:
             raise Unauthorized("invalid token subject")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise Unauthorized("invalid token role")
         if not isinstance(sessions, list) or not all(isinstance(s, str) for s in sessions):
             raise Unauthorized("invalid sessions claim")
-        return Principal(sub, role, frozenset(sessions), float(claims["exp"]))
+        return Principal(sub, cast(Role, role), frozenset(sessions), float(claims["exp"]))
 
 
 def mint_token(

@@ -7,7 +7,15 @@ import json
 from confide.auth import Principal, TokenVerifier
 from confide.config import Settings
 from confide.errors import CloseCode, CloseConnection, RateLimited, Unauthorized
-from confide.protocol import Endpoint, Frame, Hello, parse_client_frame, parse_hello
+from confide.protocol import (
+    Endpoint,
+    Frame,
+    FrameId,
+    Hello,
+    frame_id,
+    parse_client_frame,
+    parse_hello,
+)
 from confide.ratelimit import TokenBucket
 
 
@@ -67,10 +75,9 @@ class InboundGate:
         return parse_client_frame(text, self.endpoint)
 
 
-def _peek_id(text: str | bytes) -> str | None:
+def _peek_id(text: str | bytes) -> FrameId | None:
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    value = data.get("id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and len(value) <= 128 else None
+    return frame_id(data) if isinstance(data, dict) else None

@@ -45,7 +45,7 @@ class ConfideError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL
     http_status: int = 500
 
-    def __init__(self, message: str, *, frame_id: str | None = None) -> None:
+    def __init__(self, message: str, *, frame_id: str | int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.frame_id = frame_id

@@ -8,7 +8,7 @@ Server frames are models too; `Frame.dump()` gives the JSON-ready dict.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -20,13 +20,13 @@ Endpoint = Literal["chat", "notifications", "analytics"]
 Role = Literal["client", "therapist", "admin", "service"]
 Status = Literal["online", "typing", "idle", "away"]
 AckState = Literal["delivered", "read"]
-FrameId = Union[str, int]
+FrameId = str | int
 
 
 class Frame(BaseModel):
     """Base of every frame: unknown fields are ignored, models are immutable."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
     def dump(self) -> dict[str, Any]:
         """The frame as a JSON-ready dict, without top-level fields that are unset (None)."""
@@ -132,19 +132,17 @@ class Submit(Frame):
 
 
 ClientFrame = Annotated[
-    Union[
-        Hello,
-        Ping,
-        ChatMessage,
-        StatusUpdate,
-        HistoryRequest,
-        End,
-        NotificationAck,
-        ListRequest,
-        Subscribe,
-        Unsubscribe,
-        Submit,
-    ],
+    Hello
+    | Ping
+    | ChatMessage
+    | StatusUpdate
+    | HistoryRequest
+    | End
+    | NotificationAck
+    | ListRequest
+    | Subscribe
+    | Unsubscribe
+    | Submit,
     Field(discriminator="type"),
 ]
 
@@ -171,18 +169,23 @@ _client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 def _load_object(text: str | bytes) -> dict[str, Any]:
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         raise InvalidMessage("frame is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise InvalidMessage("frame must be a JSON object")
     if not isinstance(data.get("type"), str):
-        raise InvalidMessage("frame needs a string field 'type'", frame_id=_frame_id(data))
+        raise InvalidMessage("frame needs a string field 'type'", frame_id=frame_id(data))
     return data
 
 
-def _frame_id(data: dict[str, Any]) -> str | None:
+def frame_id(data: dict[str, Any]) -> FrameId | None:
+    """The frame's `id`, to carry on its error frame (strings and integers only)."""
     value = data.get("id")
-    return value if isinstance(value, str) and len(value) <= 128 else None
+    if isinstance(value, str) and len(value) <= 128:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
 
 
 def _describe(error: ValidationError) -> str:
@@ -210,11 +213,11 @@ def parse_client_frame(text: str | bytes, endpoint: Endpoint) -> Frame:
     data = _load_object(text)
     model = _ENDPOINT_TYPES[endpoint].get(data["type"])
     if model is None:
-        raise UnknownType(f"unknown frame type for {endpoint}", frame_id=_frame_id(data))
+        raise UnknownType(f"unknown frame type for {endpoint}", frame_id=frame_id(data))
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise InvalidMessage(_describe(e), frame_id=_frame_id(data)) from None
+        raise InvalidMessage(_describe(e), frame_id=frame_id(data)) from None
 
 
 # --------------------------------------------------------------------------- server → client
@@ -343,24 +346,22 @@ class Insight(Frame):
 
 
 ServerFrame = Annotated[
-    Union[
-        Welcome,
-        Pong,
-        Ack,
-        MessageEvent,
-        StatusEvent,
-        Presence,
-        History,
-        Ended,
-        Error,
-        Notification,
-        Notifications,
-        Subscribed,
-        Unsubscribed,
-        Metrics,
-        Aggregate,
-        Insight,
-    ],
+    Welcome
+    | Pong
+    | Ack
+    | MessageEvent
+    | StatusEvent
+    | Presence
+    | History
+    | Ended
+    | Error
+    | Notification
+    | Notifications
+    | Subscribed
+    | Unsubscribed
+    | Metrics
+    | Aggregate
+    | Insight,
     Field(discriminator="type"),
 ]
 

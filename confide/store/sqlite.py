@@ -167,8 +167,8 @@ class SqliteStore:
         newest: dict[str, int] = {}
         with self._tx() as db:
             db.executemany(
-                'INSERT INTO messages (session_id, "offset", epoch, id, sender, ts, body, encrypted)'
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                'INSERT INTO messages (session_id, "offset", epoch, id, sender, ts, body,'
+                " encrypted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (m.session_id, m.offset, m.epoch, m.id, m.sender, m.ts,
                      json.dumps(m.body, separators=(",", ":")), int(m.encrypted))
@@ -248,11 +248,18 @@ class SqliteStore:
             )
 
     def undelivered_notifications(self, user: str, now: float) -> list[NotificationRecord]:
-        rows = self._read(
-            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE user = ?"
-            " AND state IN ('queued', 'sent') ORDER BY created_at, id",
-            (user,),
-        )
+        """Queued or sent ones, oldest first; those past their TTL become `expired` here."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE notifications SET state = 'expired' WHERE user = ?"
+                " AND state IN ('queued', 'sent') AND expires_at IS NOT NULL AND expires_at <= ?",
+                (user, now),
+            )
+            rows = db.execute(
+                f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE user = ?"
+                " AND state IN ('queued', 'sent') ORDER BY created_at, id",
+                (user,),
+            ).fetchall()
         return [_notification(r) for r in rows]
 
     def list_notifications(
@@ -276,8 +283,9 @@ class SqliteStore:
         rows = self._read(
             "SELECT SUM(state IN ('queued', 'sent')) AS pending,"
             " SUM(state IN ('queued', 'sent', 'delivered')) AS unread"
-            " FROM notifications WHERE user = ?",
-            (user,),
+            " FROM notifications WHERE user = ? AND (expires_at IS NULL OR expires_at > ?"
+            " OR state NOT IN ('queued', 'sent'))",
+            (user, now),
         )
         return int(rows[0]["pending"] or 0), int(rows[0]["unread"] or 0)
 

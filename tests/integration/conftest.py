@@ -16,12 +16,12 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import ray  # noqa: E402
-from ray import serve  # noqa: E402
+import ray
+from ray import serve
 
-from actors.directory import kill_hosts  # noqa: E402
-from confide.auth import mint_token  # noqa: E402
-from confide.config import Settings  # noqa: E402
+from actors.directory import kill_hosts
+from confide.auth import mint_token
+from confide.config import Settings
 
 SECRET = "integration-test-secret-0123456789abcdef"
 

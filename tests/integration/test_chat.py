@@ -44,12 +44,12 @@ async def test_three_clients_sixty_messages_same_order(server: Server) -> None:
     s = sid()
     clients = [(await join(server, s, u))[0] for u in ("ann", "ben", "cat")]
 
-    async def send_all(raw: Raw, name: str) -> dict[str, int]:
+    async def send_all(raw: Raw, name: str) -> None:
         for i in range(20):
             await raw.send({"type": "message", "id": f"{name}-{i}", "body": {"n": i}})
-        return {}
 
-    await asyncio.gather(*(send_all(c, n) for c, n in zip(clients, ("ann", "ben", "cat"))))
+    names = ("ann", "ben", "cat")
+    await asyncio.gather(*(send_all(c, n) for c, n in zip(clients, names, strict=True)))
     seen = await asyncio.gather(*(c.collect(is_msg, 60) for c in clients))
     orders = [[(m["offset"], m["sender"], m["id"]) for m in msgs] for msgs in seen]
     assert orders[0] == orders[1] == orders[2]

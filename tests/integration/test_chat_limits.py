@@ -8,9 +8,9 @@ import uuid
 
 from websockets.asyncio.client import connect
 
+from confide.auth import mint_token
 from tests.integration.conftest import SECRET, Server
 from tests.integration.wsclient import Raw, is_msg
-from confide.auth import mint_token
 
 
 async def close_code_after(server: Server, path: str, first: str | None) -> int:

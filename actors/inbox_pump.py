@@ -1,0 +1,57 @@
+"""The notifications endpoint's pump: welcome with counts, backlog, then live ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.pump import RESYNC, Pump
+from confide.events import Event
+from confide.protocol import Frame, ListRequest, NotificationAck, Welcome
+
+
+class InboxPump(Pump):
+    endpoint = "notifications"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.topic = f"inbox:{self.who.user}"
+        self.host = self.core.directory.host_for(self.topic)
+
+    async def _attach(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.host.call.remote(
+            "inbox_attach", self.who.user, self.conn_id
+        )
+        return result
+
+    async def open(self) -> None:
+        self.core.fanout.subscribe(self.topic, self)
+        attached = await self._attach()
+        await self.send_frame(
+            Welcome(user=self.who.user, role=self.who.role,
+                    heartbeat_s=self.core.settings.heartbeat_s,
+                    pending=attached["pending"], unread=attached["unread"])
+        )
+        for item in attached["items"]:
+            await self.send_frame(item)
+
+    async def handle(self, frame: Frame) -> None:
+        if isinstance(frame, NotificationAck):
+            await self.host.call.remote("inbox_ack", self.who.user, frame.id, frame.state)
+        elif isinstance(frame, ListRequest):
+            self.push_frame(await self.host.call.remote(
+                "inbox_list", self.who.user, frame.state, frame.limit, frame.before
+            ))
+
+    async def render(self, item: Any) -> None:
+        if item is RESYNC:
+            # The host restarted: re-attach; undelivered ones come again (at-least-once).
+            for frame in (await self._attach())["items"]:
+                await self.send_frame(frame)
+        elif isinstance(item, Event):
+            await self.send_frame(item.frame)
+        else:
+            await super().render(item)
+
+    async def finish(self) -> None:
+        self.core.fanout.unsubscribe(self.topic, self)
+        await self.host.call.remote("inbox_detach", self.who.user, self.conn_id)

@@ -1,0 +1,33 @@
+"""Shared fixtures of the core unit tests: a clean settings environment and principals."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from confide.auth import Principal
+
+SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `CONFIDE_*` variable of the outer environment leaks into `Settings`."""
+    for name in list(os.environ):
+        if name.startswith("CONFIDE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def principal() -> Callable[..., Principal]:
+    def make(
+        user: str = "alice",
+        role: str = "client",
+        sessions: tuple[str, ...] = ("s1",),
+        expires_at: float = 1e12,
+    ) -> Principal:
+        return Principal(user, role, frozenset(sessions), expires_at)  # type: ignore[arg-type]
+
+    return make
