@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ray import serve
 from ray.serve.deployment import Application
 
+from actors.analytics_pump import AnalyticsPump
 from actors.chat_pump import ChatPump
 from actors.gateway import GatewayCore
 from actors.inbox_pump import InboxPump
@@ -66,6 +67,10 @@ class Gateway:
     async def notifications(self, websocket: WebSocket) -> None:
         await self.core.serve(websocket, InboxPump)
 
+    @api.websocket("/ws/analytics")
+    async def analytics(self, websocket: WebSocket) -> None:
+        await self.core.serve(websocket, AnalyticsPump)
+
     @api.post("/api/notifications")
     async def post_notification(self, request: Request) -> JSONResponse:
         who = self.core.rest_principal(request.headers.get("authorization"))
@@ -90,6 +95,7 @@ class Gateway:
 
     @api.get("/healthz")
     async def healthz(self) -> Response:
+        self.core.start()
         hosts = self.core.directory.hosts
         results = await asyncio.gather(
             *(asyncio.wait_for(h.call.remote("stats"), 5.0) for h in hosts),
@@ -103,6 +109,7 @@ class Gateway:
 
     @api.get("/metrics")
     async def metrics(self) -> Response:
+        self.core.start()
         return Response(self.core.stats.render(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -53,7 +53,7 @@ class GroupCommitter:
             del self._queue[: self._max_batch]
             try:
                 await asyncio.to_thread(self._write, [i.message for i in batch])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the failure goes to every waiter
                 failed = {i.message.session_id for i in batch}
                 doomed = batch + [i for i in self._queue if i.message.session_id in failed]
                 self._queue = [i for i in self._queue if i.message.session_id not in failed]

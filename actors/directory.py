@@ -1,24 +1,16 @@
-"""Where an entity lives: a stable hash of its id over the fixed set of host actors."""
+"""The directory of host actors: get-or-create handles, and routing by entity id."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import ray
 
 from actors.host import HostActor
+from actors.routing import host_index, host_name
 from confide.config import Settings
 
-
-def host_index(entity_id: str, hosts: int) -> int:
-    """Stable across processes and restarts (unlike `hash()`)."""
-    digest = hashlib.blake2b(entity_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % hosts
-
-
-def host_name(index: int) -> str:
-    return f"confide-host-{index}"
+__all__ = ["Directory", "host_index", "host_name", "kill_hosts"]
 
 
 class Directory:

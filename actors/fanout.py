@@ -26,6 +26,7 @@ class Fanout:
         self._directory = directory
         self._timeout = poll_timeout_s
         self._topics: dict[str, set[Subscriber]] = defaultdict(set)
+        self._routes: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.polls = 0
         self.events = 0
@@ -36,8 +37,11 @@ class Fanout:
                 asyncio.create_task(self._loop(k)) for k in range(len(self._directory.hosts))
             ]
 
-    def subscribe(self, topic: str, sub: Subscriber) -> None:
+    def subscribe(self, topic: str, sub: Subscriber, route: str | None = None) -> None:
+        """Deliver `topic`'s events to `sub`; `route` names the entity whose host publishes
+        them (the topic itself by default), so a restart of that host resyncs `sub`."""
         self._topics[topic].add(sub)
+        self._routes[topic] = route or topic
 
     def unsubscribe(self, topic: str, sub: Subscriber) -> None:
         subs = self._topics.get(topic)
@@ -45,13 +49,14 @@ class Fanout:
             subs.discard(sub)
             if not subs:
                 del self._topics[topic]
+                self._routes.pop(topic, None)
 
     def subscribers(self) -> int:
         return sum(len(s) for s in self._topics.values())
 
     def _resync(self, index: int) -> None:
         for topic, subs in list(self._topics.items()):
-            if self._directory.index_for(topic) == index:
+            if self._directory.index_for(self._routes.get(topic, topic)) == index:
                 for sub in list(subs):
                     sub.resync()
 
@@ -65,7 +70,7 @@ class Fanout:
                 res: dict[str, Any] = await host.poll.remote(incarnation, cursor, self._timeout)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the host is restarting: poll again
                 log.warning("poll of host %d failed (%s); retrying", index, type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

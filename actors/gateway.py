@@ -31,6 +31,24 @@ class GatewayCore:
         self.directory = Directory(settings)
         self.fanout = Fanout(self.directory, settings.poll_timeout_s)
         self.stats = GatewayStats()
+        self._reporter: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the replica's background loops (on its event loop, at first use)."""
+        self.fanout.start()
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._report_loop())
+
+    async def _report_loop(self) -> None:
+        """Each second, this replica's figures go to the `system` analytics stream."""
+        source = f"gateway-{self.replica_id}"
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.call("stream:system", "stream_report", source, "gateway",
+                                self.stats.snapshot())
+            except Exception:  # analytics must never disturb the gateway
+                log.warning("could not report gateway figures", exc_info=True)
 
     async def call(self, entity: str, op: str, *args: Any) -> Any:
         """Call the host of `entity`; errors come back as the core's own exceptions."""
@@ -81,7 +99,7 @@ class GatewayCore:
 
     async def serve(self, ws: WebSocket, pump_type: type[Pump], **kwargs: object) -> None:
         """One WebSocket's whole life on an endpoint."""
-        self.fanout.start()
+        self.start()
         endpoint = pump_type.endpoint
         shaken = await self.handshake(ws, endpoint, self.settings.max_frame_bytes
                                       if endpoint != "analytics"

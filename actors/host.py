@@ -11,24 +11,37 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from actors.commit import GroupCommitter
+from actors.routing import host_index, host_name
 from confide import inbox
+from confide.analytics import StreamRef, SystemStream, Throttle
 from confide.auth import Principal
 from confide.chat import ChatSession
 from confide.config import Settings
 from confide.errors import ConfideError, Internal, NotFound
 from confide.events import Event, EventLog
 from confide.inbox import NotificationRequest
+from confide.metrics import Window, rss_mb
 from confide.protocol import ChatMessage, HistoryRequest, Resume, Status
 from confide.store import NotificationRecord, SessionRecord, StoredMessage, open_store
 
 log = logging.getLogger("confide.host")
 
 REPLAY_PAGE = 500
+
+
+@dataclass
+class _Watched:
+    """An analytics stream served by this host, and who watches it."""
+
+    ref: StreamRef
+    conns: set[str]
+    throttle: Throttle
 
 
 class Host:
@@ -48,6 +61,10 @@ class Host:
         self._inboxes: dict[str, set[str]] = {}
         self.committer = GroupCommitter(self._write, self.publish, self._forget)
         self._sweeper: asyncio.Task[None] | None = None
+        self.system = SystemStream()
+        self._streams: dict[str, _Watched] = {}
+        self._proc = Window()
+        self._peers: dict[int, Any] = {}
 
     # ------------------------------------------------------------ event log
 
@@ -90,6 +107,7 @@ class Host:
     def _start_sweeper(self) -> None:
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep())
+            self._ticker = asyncio.create_task(self._tick_loop())
 
     async def _sweep(self) -> None:
         while True:
@@ -187,6 +205,7 @@ class Host:
             if pending is not None:
                 await asyncio.shield(pending)
             return {"type": "ack", "id": msg.id, "offset": offset}
+        started = time.perf_counter()
         stored = session.accept(conn_id, who, msg, time.time())
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._inflight[key] = done
@@ -200,6 +219,7 @@ class Host:
         finally:
             self._inflight.pop(key, None)
         done.set_result(stored.offset)
+        self._proc.add(time.perf_counter() - started)
         session.trimmed(self.settings.retention_messages)
         return {"type": "ack", "id": msg.id, "offset": stored.offset}
 
@@ -295,6 +315,83 @@ class Host:
         if inbox.expired(rec, now):
             await asyncio.to_thread(self.store.update_notifications, [inbox.mark_expired(rec)])
         return inbox.status(rec)
+
+    # ------------------------------------------------------------ analytics
+
+    async def stream_subscribe(self, ref: StreamRef, conn_id: str) -> dict[str, Any]:
+        """Count a subscriber and return the stream's snapshot (`metrics` frame)."""
+        watched = self._streams.get(ref.topic)
+        if watched is None:
+            watched = self._streams[ref.topic] = _Watched(ref, set(), Throttle())
+        watched.conns.add(conn_id)
+        figures = await self._figures(ref)
+        return {"type": "metrics", "stream": ref.name, "ts": time.time(), "data": figures}
+
+    async def stream_unsubscribe(self, ref: StreamRef, conn_id: str) -> None:
+        watched = self._streams.get(ref.topic)
+        if watched is not None:
+            watched.conns.discard(conn_id)
+            if not watched.conns:
+                del self._streams[ref.topic]
+
+    async def stream_report(self, source: str, kind: str, data: dict[str, Any]) -> None:
+        self.system.report(source, kind, data, time.time())
+
+    async def _figures(self, ref: StreamRef) -> dict[str, Any]:
+        now = time.time()
+        if ref.kind == "system":
+            return self.system.snapshot(now)
+        if ref.kind == "session":
+            session = await self.session(ref.route.removeprefix("chat:"))
+            return session.figures(now)
+        raise NotFound("no such stream")
+
+    def host_stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "sessions": len(self._sessions),
+            "inbox_users": len(self._inboxes),
+            "committed": self.committer.committed,
+            "proc_count": self._proc.count,
+            "rss_mb": rss_mb(),
+        }
+        for name, q in (("p50", 0.5), ("p99", 0.99)):
+            v = self._proc.quantile(q)
+            out[f"proc_{name}_ms"] = v * 1000 if v is not None else None
+        return out
+
+    def _peer(self, entity: str) -> Any:
+        """The host actor holding `entity` (None when it is this one)."""
+        index = host_index(entity, self.settings.hosts)
+        if index == self.index:
+            return None
+        if index not in self._peers:
+            self._peers[index] = ray.get_actor(
+                host_name(index), namespace=self.settings.ray_namespace
+            )
+        return self._peers[index]
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._tick()
+            except Exception:  # analytics must never stop the host
+                log.warning("analytics tick failed", exc_info=True)
+
+    async def _tick(self) -> None:
+        stats = self.host_stats()
+        peer = self._peer("stream:system")
+        if peer is None:
+            self.system.report(f"host-{self.index}", "host", stats, time.time())
+        else:
+            peer.call.remote("stream_report", f"host-{self.index}", "host", stats)
+        now = time.time()
+        for topic, watched in list(self._streams.items()):
+            figures = await self._figures(watched.ref)
+            if watched.throttle.due(figures, now):
+                frame = {"type": "metrics", "stream": watched.ref.name, "ts": now,
+                         "data": figures}
+                self.publish(Event(topic, frame))
 
     async def stats(self) -> dict[str, Any]:
         return {

@@ -146,7 +146,7 @@ class Pump:
             await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 await self.finish()
-            except Exception:
+            except Exception:  # noqa: BLE001 - detaching is best effort; entities expire
                 log.warning("detach failed for a %s connection", self.endpoint)
         if close is not None:
             await self.close(close)

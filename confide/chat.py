@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from confide.analytics import SessionActivity
 from confide.auth import Principal
 from confide.errors import CloseCode, CloseConnection, Forbidden
 from confide.events import Event
@@ -42,6 +43,7 @@ class ChatSession:
     first_offset: int = 1
     ended: bool = False
     config: dict[str, Any] = field(default_factory=dict)
+    activity: SessionActivity = field(default_factory=SessionActivity)
     _conns: dict[str, _Conn] = field(default_factory=dict)
     _ids: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
 
@@ -164,6 +166,7 @@ class ChatSession:
             encrypted=msg.encrypted,
         )
         self.remember(conn.user, msg.id, stored.offset)
+        self.activity.message(conn.user, now)
         return stored
 
     def published(self, stored: StoredMessage) -> Event:
@@ -191,6 +194,10 @@ class ChatSession:
         self.ended = True
         frame = {"type": "ended", "by": conn.user}
         return [Event(self.topic, frame, close_code=int(CloseCode.SESSION_ENDED))]
+
+    def figures(self, now: float) -> dict[str, Any]:
+        """The `session:<id>` analytics stream's figures."""
+        return self.activity.figures(now, self.members())
 
     def history_bounds(self, before: int | None) -> int:
         """The exclusive upper offset of a history page."""
