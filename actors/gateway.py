@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from actors.directory import Directory
 from actors.fanout import Fanout
 from actors.pump import Pump, unwrap
+from actors.ray_export import RayExporter
 from confide.auth import Principal, TokenVerifier
 from confide.config import Settings
 from confide.connection import authenticate, bearer
@@ -42,11 +43,17 @@ class GatewayCore:
     async def _report_loop(self) -> None:
         """Each second, this replica's figures go to the `system` analytics stream."""
         source = f"gateway-{self.replica_id}"
+        exporter = RayExporter(self.stats.registry)
+        tick = 0
         while True:
             await asyncio.sleep(1.0)
+            tick += 1
             try:
                 await self.call("stream:system", "stream_report", source, "gateway",
                                 self.stats.snapshot())
+                if tick % 5 == 0:
+                    self.stats.render()  # refreshes the memory gauge
+                    exporter.export()
             except Exception:  # analytics must never disturb the gateway
                 log.warning("could not report gateway figures", exc_info=True)
 

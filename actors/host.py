@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.util import metrics as ray_metrics
 
 from actors.commit import GroupCommitter
 from actors.routing import host_index, host_name
@@ -65,6 +66,7 @@ class Host:
         self._streams: dict[str, _Watched] = {}
         self._proc = Window()
         self._peers: dict[int, Any] = {}
+        self._gauges: dict[str, Any] = {}
 
     # ------------------------------------------------------------ event log
 
@@ -378,8 +380,24 @@ class Host:
             except Exception:  # analytics must never stop the host
                 log.warning("analytics tick failed", exc_info=True)
 
+    def _export(self, stats: dict[str, Any]) -> None:
+        """Host figures for Prometheus, cluster-wide through `ray.util.metrics`."""
+        if not self._gauges:
+            for name, doc in (("sessions", "Chat sessions in memory"),
+                              ("inbox_users", "Users with an open inbox connection"),
+                              ("committed", "Chat messages committed since start"),
+                              ("proc_p99_ms", "Message processing time p99 (ms)"),
+                              ("rss_mb", "Resident memory (MiB)")):
+                self._gauges[name] = ray_metrics.Gauge(
+                    f"confide_host_{name}", doc, tag_keys=("host",)
+                )
+        for name, gauge in self._gauges.items():
+            if stats.get(name) is not None:
+                gauge.set(float(stats[name]), tags={"host": str(self.index)})
+
     async def _tick(self) -> None:
         stats = self.host_stats()
+        self._export(stats)
         peer = self._peer("stream:system")
         if peer is None:
             self.system.report(f"host-{self.index}", "host", stats, time.time())
