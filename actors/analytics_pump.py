@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.fanout import Outgoing
 from actors.pump import RESYNC, Pump
 from confide.analytics import StreamRef, resolve
 from confide.errors import NotFound
-from confide.events import Event
 from confide.protocol import (
     Frame,
     Submit,
@@ -70,8 +70,8 @@ class AnalyticsPump(Pump):
                 snapshot = await self._subscribe(ref)
                 if snapshot:
                     await self.send_frame(snapshot)
-        elif isinstance(item, Event):
-            await self.send_frame(item.frame)
+        elif isinstance(item, Outgoing):
+            await self.send_text(item.text)
         else:
             await super().render(item)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from actors.fanout import Outgoing
 from actors.pump import RESYNC, Pump
 from confide.errors import CloseCode, CloseConnection
-from confide.events import Event
 from confide.protocol import (
     ChatMessage,
     End,
@@ -96,20 +96,20 @@ class ChatPump(Pump):
             if joined["welcome"]["epoch"] != self.epoch:
                 raise CloseConnection(CloseCode.SERVICE_RESTART, "session history reset")
             await self._catch_up(joined["upto"])
-        elif isinstance(item, Event):
-            frame = item.frame
+        elif isinstance(item, Outgoing):
+            frame = item.event.frame
             if frame.get("type") == "message":
                 offset = int(frame["offset"])
                 if offset <= self.last_offset:
                     return  # already sent (replay or resync)
                 if offset > self.last_offset + 1:
                     await self._catch_up(offset - 1)
-                await self.send_frame(frame)
+                await self.send_text(item.text)
                 self.last_offset = offset
             else:
-                await self.send_frame(frame)
-            if item.close_code is not None:
-                raise CloseConnection(CloseCode(item.close_code))
+                await self.send_text(item.text)
+            if item.event.close_code is not None:
+                raise CloseConnection(CloseCode(item.event.close_code))
         else:
             await super().render(item)
 

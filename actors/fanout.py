@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from actors.directory import Directory
@@ -13,8 +15,16 @@ from confide.events import Event
 log = logging.getLogger("confide.fanout")
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """An event with its frame serialized once for every local subscriber."""
+
+    event: Event
+    text: str
+
+
 class Subscriber(Protocol):
-    def deliver(self, event: Event) -> None:
+    def deliver(self, out: Outgoing) -> None:
         """Take one event for this connection; never blocks (queue or close)."""
 
     def resync(self) -> None:
@@ -88,8 +98,11 @@ class Fanout:
             cursor = res["cursor"]
             for event in res["events"]:
                 self.events += 1
-                for sub in list(self._topics.get(event.topic, ())):
-                    sub.deliver(event)
+                subs = self._topics.get(event.topic)
+                if subs:
+                    out = Outgoing(event, json.dumps(event.frame, separators=(",", ":")))
+                    for sub in list(subs):
+                        sub.deliver(out)
 
     async def stop(self) -> None:
         for t in self._tasks:

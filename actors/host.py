@@ -22,7 +22,7 @@ from actors.routing import host_index, host_name
 from confide import inbox
 from confide.analytics import StreamRef, SystemStream, Throttle
 from confide.auth import Principal
-from confide.chat import ChatSession
+from confide.chat import IDEMPOTENCY_CACHE, ChatSession
 from confide.config import Settings
 from confide.errors import ConfideError, Internal, NotFound
 from confide.events import Event, EventLog
@@ -136,8 +136,9 @@ class Host:
         fut: asyncio.Future[ChatSession] = asyncio.get_running_loop().create_future()
         self._loading[session_id] = fut
         try:
-            record = await asyncio.to_thread(self._load_or_create, session_id)
+            record, recent = await asyncio.to_thread(self._load_or_create, session_id)
             session = ChatSession.load(record)
+            session.preload_ids(recent)
             self._sessions[session_id] = session
             fut.set_result(session)
             return session
@@ -148,12 +149,12 @@ class Host:
         finally:
             del self._loading[session_id]
 
-    def _load_or_create(self, session_id: str) -> SessionRecord:
+    def _load_or_create(self, session_id: str) -> tuple[SessionRecord, list[tuple[str, str, int]]]:
         record = self.store.load_session(session_id)
         if record is None:
             fresh = SessionRecord(session_id, uuid.uuid4().hex[:16], time.time())
             record = self.store.create_session(fresh)
-        return record
+        return record, self.store.recent_ids(session_id, IDEMPOTENCY_CACHE)
 
     def _write(self, messages: list[StoredMessage]) -> None:
         self.store.append_messages(messages, self.settings.retention_messages)
@@ -196,7 +197,7 @@ class Host:
         sender = who.user
         key = (session_id, sender, msg.id)
         offset = session.known_offset(sender, msg.id)
-        if offset is None:
+        if offset is None and not session.ids_complete:
             found = await asyncio.to_thread(self.store.find_message, session_id, sender, msg.id)
             offset = session.known_offset(sender, msg.id)  # a twin may have won meanwhile
             if offset is None and found is not None:

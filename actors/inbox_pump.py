@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.fanout import Outgoing
 from actors.pump import RESYNC, Pump
-from confide.events import Event
 from confide.protocol import Frame, ListRequest, NotificationAck, Welcome
 
 
@@ -47,8 +47,8 @@ class InboxPump(Pump):
             # The host restarted: re-attach; undelivered ones come again (at-least-once).
             for frame in (await self._attach())["items"]:
                 await self.send_frame(frame)
-        elif isinstance(item, Event):
-            await self.send_frame(item.frame)
+        elif isinstance(item, Outgoing):
+            await self.send_text(item.text)
         else:
             await super().render(item)
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from actors.fanout import Outgoing
 from confide.auth import Principal
 from confide.connection import InboundGate
 from confide.errors import CloseCode, CloseConnection, ConfideError
-from confide.events import Event
 from confide.protocol import Endpoint, Error, Frame, Hello, Ping, Pong
 
 if TYPE_CHECKING:
@@ -103,9 +103,9 @@ class Pump:
         data = frame.dump() if isinstance(frame, Frame) else frame
         await self.send_text(json.dumps(data, separators=(",", ":")))
 
-    def deliver(self, event: Event) -> None:
-        if event.for_connection(self.who.user, self.who.role):
-            self.push(event)
+    def deliver(self, out: Outgoing) -> None:
+        if out.event.for_connection(self.who.user, self.who.role):
+            self.push(out)
 
     def resync(self) -> None:
         self.push(RESYNC)

@@ -44,6 +44,8 @@ class ChatSession:
     ended: bool = False
     config: dict[str, Any] = field(default_factory=dict)
     activity: SessionActivity = field(default_factory=SessionActivity)
+    #: True while every retained (sender, id) is in the idempotency cache.
+    ids_complete: bool = False
     _conns: dict[str, _Conn] = field(default_factory=dict)
     _ids: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
 
@@ -143,11 +145,21 @@ class ChatSession:
         """The offset of an earlier message with this (sender, id), if cached."""
         return self._ids.get((sender, msg_id))
 
+    def preload_ids(self, recent: list[tuple[str, str, int]]) -> None:
+        """Fill the idempotency cache with the newest retained messages at load time.
+
+        When they are all the retained messages, a cache miss needs no store lookup.
+        """
+        for sender, msg_id, offset in recent:
+            self.remember(sender, msg_id, offset)
+        self.ids_complete = len(recent) >= self.last_offset - self.first_offset + 1
+
     def remember(self, sender: str, msg_id: str, offset: int) -> None:
         self._ids[(sender, msg_id)] = offset
         self._ids.move_to_end((sender, msg_id))
         while len(self._ids) > IDEMPOTENCY_CACHE:
             self._ids.popitem(last=False)
+            self.ids_complete = False
 
     def accept(self, conn_id: str, who: Principal, msg: ChatMessage, now: float) -> StoredMessage:
         """Order a new message: the next offset. The caller checked idempotency first."""

@@ -191,6 +191,14 @@ class SqliteStore:
         )
         return _message(rows[0]) if rows else None
 
+    def recent_ids(self, session_id: str, limit: int) -> list[tuple[str, str, int]]:
+        rows = self._read(
+            'SELECT sender, id, "offset" FROM messages WHERE session_id = ?'
+            ' ORDER BY "offset" DESC LIMIT ?',
+            (session_id, limit),
+        )
+        return [(r["sender"], r["id"], r["offset"]) for r in reversed(rows)]
+
     def messages_after(
         self, session_id: str, after: int, upto: int, limit: int
     ) -> list[StoredMessage]:

@@ -1,0 +1,200 @@
+"""The `confide` command line: development tokens, notifications over REST, and live terminals
+for chat, the inbox and analytics (docs/sdk.md, "CLI").
+
+Each subcommand is added by one `add_*` function listed in `COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+from confide.auth import ROLES, mint_token
+from confide.client import terminal
+from confide.client.errors import ClientError
+from confide.config import Settings
+
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+DEFAULT_HTTP_URL = "http://127.0.0.1:8000"
+DEFAULT_ANALYTICS_URL = "ws://127.0.0.1:8000/ws/analytics"
+#: Lifetime of the service token `confide notify` mints when given none.
+NOTIFY_TOKEN_TTL_S = 300
+
+
+def _secret(args: argparse.Namespace) -> str:
+    return str(args.secret) if args.secret else Settings().signing_secret()
+
+
+def _token(args: argparse.Namespace) -> str:
+    token = args.token or os.environ.get("CONFIDE_TOKEN")
+    if not token:
+        raise SystemExit("confide: give --token or set CONFIDE_TOKEN")
+    return str(token)
+
+
+def _run(
+    coro: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace], int]:
+    return lambda args: asyncio.run(coro(args))
+
+
+# --------------------------------------------------------------------------- token
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    token = mint_token(
+        _secret(args), args.sub, role=args.role, sessions=args.sessions, ttl_s=args.ttl
+    )
+    print(token)
+    return 0
+
+
+def add_token(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "token",
+        help="mint an HS256 development token",
+        description="Signs with --secret, else CONFIDE_JWT_SECRET, else the dev "
+        "secret file under CONFIDE_DATA_DIR (the one `make run` uses).",
+    )
+    p.add_argument("--sub", required=True, help="user id")
+    p.add_argument("--role", default="client", choices=sorted(ROLES))
+    p.add_argument(
+        "--sessions", nargs="*", metavar="ID", help="chat sessions it may join ('*': any)"
+    )
+    p.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+    p.add_argument("--secret", help="HS256 secret (default: the configured one)")
+    p.set_defaults(run=cmd_token)
+
+
+# --------------------------------------------------------------------------- notify
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    if urlsplit(args.url).scheme not in ("http", "https"):
+        raise SystemExit("confide: --url must be http:// or https://")
+    token = (
+        args.token
+        or os.environ.get("CONFIDE_TOKEN")
+        or mint_token(_secret(args), "confide-cli", role="service", ttl_s=NOTIFY_TOKEN_TTL_S)
+    )
+    payload: dict[str, Any] = {
+        "user": args.user,
+        "kind": args.kind,
+        "title": args.title,
+        "body": args.body,
+    }
+    if args.data:
+        try:
+            payload["data"] = json.loads(args.data)
+        except ValueError:
+            raise SystemExit("confide: --data must be JSON") from None
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if args.idempotency_key:
+        headers["Idempotency-Key"] = args.idempotency_key
+    request = urllib.request.Request(
+        args.url.rstrip("/") + "/api/notifications",
+        data=json.dumps(payload).encode(),
+        headers=headers,
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            print(response.read().decode())
+            return 0
+    except urllib.error.HTTPError as e:
+        print(e.read().decode() or f"HTTP {e.code}", file=sys.stderr)
+    except urllib.error.URLError as e:
+        print(f"confide: {e.reason}", file=sys.stderr)
+    return 1
+
+
+def add_notify(sub: SubParsers) -> None:
+    p = sub.add_parser("notify", help="send a notification (POST /api/notifications)")
+    p.add_argument("user", help="recipient user id")
+    p.add_argument("--title", required=True)
+    p.add_argument("--body", required=True)
+    p.add_argument("--kind", default="info")
+    p.add_argument("--data", help="JSON object attached to the notification")
+    p.add_argument("--url", default=DEFAULT_HTTP_URL, help=f"server (default {DEFAULT_HTTP_URL})")
+    p.add_argument("--token", help="default: CONFIDE_TOKEN, else a dev service token")
+    p.add_argument("--secret", help="HS256 secret for the dev service token")
+    p.add_argument("--idempotency-key", help="retries with the same key create nothing new")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.set_defaults(run=cmd_notify)
+
+
+# --------------------------------------------------------------------------- live terminals
+
+
+def add_chat(sub: SubParsers) -> None:
+    p = sub.add_parser("chat", help="interactive chat in one session")
+    p.add_argument("url", help="ws://HOST:PORT/ws/chat/SESSION_ID")
+    p.add_argument("--token", help="default: CONFIDE_TOKEN")
+    p.set_defaults(run=_run(lambda a: terminal.chat(a.url, _token(a))))
+
+
+def add_inbox(sub: SubParsers) -> None:
+    p = sub.add_parser("inbox", help="live notification inbox")
+    p.add_argument("url", help="ws://HOST:PORT/ws/notifications")
+    p.add_argument("--token", help="default: CONFIDE_TOKEN")
+    p.set_defaults(run=_run(lambda a: terminal.inbox(a.url, _token(a))))
+
+
+def add_watch(sub: SubParsers) -> None:
+    p = sub.add_parser("watch", help="live analytics of one stream")
+    p.add_argument("stream", help="system, session:ID or fhe:NAME")
+    p.add_argument("--key-id", help="the key of an fhe: stream's aggregates")
+    p.add_argument(
+        "--url",
+        default=DEFAULT_ANALYTICS_URL,
+        help=f"analytics endpoint (default {DEFAULT_ANALYTICS_URL})",
+    )
+    p.add_argument("--token", help="default: CONFIDE_TOKEN")
+    p.set_defaults(run=_run(lambda a: terminal.watch(a.url, _token(a), a.stream, a.key_id)))
+
+
+#: Subcommands, in help order; each adds its parser and sets `run` (an `fhe` group goes here).
+COMMANDS: tuple[Callable[[SubParsers], None], ...] = (
+    add_token,
+    add_notify,
+    add_chat,
+    add_inbox,
+    add_watch,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="confide", description="Confide SDK command line")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log connection events")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except ClientError as e:
+        print(f"confide: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
