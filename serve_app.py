@@ -12,17 +12,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve.deployment import Application
+from ray.serve.handle import DeploymentHandle
 
 from actors.analytics_pump import AnalyticsPump
 from actors.chat_pump import ChatPump
+from actors.fhe_worker import FheWorker, call_worker, fhe_worker_options
 from actors.gateway import GatewayCore
 from actors.inbox_pump import InboxPump
 from confide.config import Settings
 from confide.errors import CloseConnection, ConfideError, InvalidMessage
 from confide.inbox import NotificationRequest
+from fhe.models import MODELS, LinearModel
 
 api = FastAPI(title="Confide", docs_url=None, redoc_url=None)
 
@@ -53,11 +56,21 @@ def _fields(error: ValidationError) -> str:
     return "invalid field(s): " + ", ".join(names[:8])
 
 
+class SessionFheConfig(BaseModel):
+    """`PUT /api/sessions/{id}/fhe`: encrypted insights for a chat session."""
+
+    model_config = ConfigDict(extra="forbid")
+    key_id: str = Field(min_length=1, max_length=128)
+    #: A shipped model's name (see fhe/models.py) or a custom linear model.
+    model: str | dict[str, Any] = "mood-risk-v1"
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 @serve.ingress(api)
 class Gateway:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], fhe: DeploymentHandle[Any]) -> None:
         self.core = GatewayCore(Settings(**settings))
+        self.fhe = fhe
 
     @api.websocket("/ws/chat/{session_id}")
     async def chat(self, websocket: WebSocket, session_id: str) -> None:
@@ -93,6 +106,44 @@ class Gateway:
         )
         return JSONResponse(result)
 
+    @api.post("/api/fhe/keys")
+    async def register_key(self, request: Request) -> JSONResponse:
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise InvalidMessage("body must be a JSON object")
+        result = await call_worker(self.fhe, "register", who.user, body)
+        return JSONResponse(result, status_code=201)
+
+    @api.get("/api/fhe/keys/{key_id}")
+    async def key_info(self, key_id: str, request: Request) -> JSONResponse:
+        self.core.rest_principal(request.headers.get("authorization"))
+        return JSONResponse(await call_worker(self.fhe, "key_info", key_id))
+
+    @api.delete("/api/fhe/keys/{key_id}")
+    async def delete_key(self, key_id: str, request: Request) -> Response:
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        await call_worker(self.fhe, "delete_key", key_id, who)
+        for host in self.core.directory.hosts:
+            host.call.remote("fhe_key_deleted", key_id)
+        return Response(status_code=204)
+
+    @api.put("/api/sessions/{session_id}/fhe")
+    async def configure_session(self, session_id: str, request: Request) -> JSONResponse:
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        try:
+            req = SessionFheConfig.model_validate(await _json_body(request))
+            model = (MODELS[req.model] if isinstance(req.model, str)
+                     else LinearModel.from_dict(req.model))
+        except ValidationError as e:
+            raise InvalidMessage(_fields(e)) from None
+        except (KeyError, ValueError, TypeError):
+            raise InvalidMessage("model: unknown name or not a linear model") from None
+        fhe = {"key_id": req.key_id, "model": model.to_dict()}
+        result = await self.core.call(f"chat:{session_id}", "chat_configure", session_id,
+                                      who, fhe)
+        return JSONResponse(result)
+
     @api.get("/healthz")
     async def healthz(self) -> Response:
         self.core.start()
@@ -116,10 +167,12 @@ class Gateway:
 
 def build_app(settings: Settings | None = None) -> Application:
     settings = settings or Settings()
+    config = settings.model_dump(mode="json")
+    workers = FheWorker.options(**fhe_worker_options(settings)).bind(config)  # type: ignore[attr-defined]
     return Gateway.options(  # type: ignore[attr-defined,no-any-return]
         max_ongoing_requests=settings.connections_per_replica,
         num_replicas=settings.gateway_replicas,
-    ).bind(settings.model_dump(mode="json"))
+    ).bind(config, workers)
 
 
 app = build_app()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from actors.fanout import Outgoing
 from actors.pump import RESYNC, Pump
 from confide.analytics import StreamRef, resolve
-from confide.errors import NotFound
+from confide.errors import ConfideError, InvalidMessage, NotFound, RateLimited
 from confide.protocol import (
+    Ack,
     Frame,
     Submit,
     Subscribe,
@@ -18,6 +20,9 @@ from confide.protocol import (
     Welcome,
 )
 
+#: Contributions of one connection that may await their ack at once.
+MAX_INFLIGHT_SUBMITS = 256
+
 
 class AnalyticsPump(Pump):
     endpoint = "analytics"
@@ -25,6 +30,7 @@ class AnalyticsPump(Pump):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.streams: dict[str, StreamRef] = {}
+        self._submits: set[asyncio.Task[None]] = set()
 
     def frame_limit(self) -> int:
         return self.core.settings.max_large_frame_bytes
@@ -33,10 +39,10 @@ class AnalyticsPump(Pump):
         await self.send_frame(Welcome(user=self.who.user, role=self.who.role,
                                       heartbeat_s=self.core.settings.heartbeat_s))
 
-    async def _subscribe(self, ref: StreamRef) -> dict[str, Any]:
+    async def _subscribe(self, ref: StreamRef) -> dict[str, Any] | None:
         self.core.fanout.subscribe(ref.topic, self, ref.route)
-        snapshot: dict[str, Any] = await self.core.call(
-            ref.route, "stream_subscribe", ref, self.conn_id
+        snapshot: dict[str, Any] | None = await self.core.call(
+            ref.route, "stream_subscribe", ref, self.conn_id, self.who
         )
         return snapshot
 
@@ -58,7 +64,24 @@ class AnalyticsPump(Pump):
             await self.submit(frame)
 
     async def submit(self, frame: Submit) -> None:
-        raise NotFound("no such key", frame_id=frame.id)
+        """Contributions are folded in batches: each waits for its own ack concurrently."""
+        ref = resolve(frame.stream, self.who, frame.key_id)
+        if ref.kind != "fhe":
+            raise InvalidMessage("only fhe: streams take contributions", frame_id=frame.id)
+        if len(self._submits) >= MAX_INFLIGHT_SUBMITS:
+            raise RateLimited("too many contributions awaiting their ack", frame_id=frame.id)
+        task = asyncio.create_task(self._submit(ref, frame))
+        self._submits.add(task)
+        task.add_done_callback(self._submits.discard)
+
+    async def _submit(self, ref: StreamRef, frame: Submit) -> None:
+        try:
+            await self.core.call(ref.route, "fhe_submit", ref, frame.ciphertext)
+        except ConfideError as err:
+            err.frame_id = frame.id
+            self.push_error(err)
+        else:
+            self.push_frame(Ack(id=frame.id))
 
     async def _unsubscribe(self, ref: StreamRef) -> None:
         self.core.fanout.unsubscribe(ref.topic, self)
@@ -76,5 +99,7 @@ class AnalyticsPump(Pump):
             await super().render(item)
 
     async def finish(self) -> None:
+        for task in list(self._submits):
+            task.cancel()
         for ref in list(self.streams.values()):
             await self._unsubscribe(ref)

@@ -18,13 +18,14 @@ import ray
 from ray.util import metrics as ray_metrics
 
 from actors.commit import GroupCommitter
+from actors.fhe_streams import FheStreams
 from actors.routing import host_index, host_name
 from confide import inbox
 from confide.analytics import StreamRef, SystemStream, Throttle
 from confide.auth import Principal
 from confide.chat import IDEMPOTENCY_CACHE, ChatSession
 from confide.config import Settings
-from confide.errors import ConfideError, Internal, NotFound
+from confide.errors import ConfideError, Forbidden, Internal, NotFound
 from confide.events import Event, EventLog
 from confide.inbox import NotificationRequest
 from confide.metrics import Window, rss_mb
@@ -67,6 +68,8 @@ class Host:
         self._proc = Window()
         self._peers: dict[int, Any] = {}
         self._gauges: dict[str, Any] = {}
+        self.fhe = FheStreams(settings, self.store, self.publish)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ event log
 
@@ -196,6 +199,11 @@ class Host:
         session = await self.session(session_id)
         sender = who.user
         key = (session_id, sender, msg.id)
+        features = msg.body.get("features")
+        scored = (
+            await self.fhe.check_features(session.config, features)
+            if isinstance(features, dict) else None
+        )
         offset = session.known_offset(sender, msg.id)
         if offset is None and not session.ids_complete:
             found = await asyncio.to_thread(self.store.find_message, session_id, sender, msg.id)
@@ -223,6 +231,9 @@ class Host:
             self._inflight.pop(key, None)
         done.set_result(stored.offset)
         self._proc.add(time.perf_counter() - started)
+        if scored is not None:
+            self._background(self.fhe.insight(session.topic, stored.offset, session.config,
+                                              scored))
         session.trimmed(self.settings.retention_messages)
         return {"type": "ack", "id": msg.id, "offset": stored.offset}
 
@@ -247,6 +258,26 @@ class Host:
             "messages": [m.frame() for m in msgs],
             "complete": complete,
         }
+
+    async def chat_configure(
+        self, session_id: str, who: Principal, fhe: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A therapist of the session sets up encrypted insights under their own key."""
+        if who.role != "therapist" or not who.may_join(session_id):
+            raise Forbidden("only a therapist of the session may configure it")
+        key = await self.fhe.key(str(fhe["key_id"]))
+        if key.owner != who.user:
+            raise Forbidden("insights must be under the configuring therapist's key")
+        session = await self.session(session_id)
+        config = dict(session.config) | {"fhe": fhe}
+        await asyncio.to_thread(self.store.set_session_config, session_id, config)
+        session.config = config
+        return {"session_id": session_id, "fhe": fhe}
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def chat_end(self, session_id: str, conn_id: str, who: Principal) -> None:
         session = await self.session(session_id)
@@ -321,14 +352,27 @@ class Host:
 
     # ------------------------------------------------------------ analytics
 
-    async def stream_subscribe(self, ref: StreamRef, conn_id: str) -> dict[str, Any]:
-        """Count a subscriber and return the stream's snapshot (`metrics` frame)."""
+    async def stream_subscribe(
+        self, ref: StreamRef, conn_id: str, who: Principal
+    ) -> dict[str, Any] | None:
+        """Count a subscriber; the stream's snapshot (`metrics`, or the latest `aggregate`
+        of an `fhe:` stream, None before its first contribution)."""
+        if ref.kind == "fhe":
+            await self.fhe.check_owner(ref, who)
         watched = self._streams.get(ref.topic)
         if watched is None:
             watched = self._streams[ref.topic] = _Watched(ref, set(), Throttle())
         watched.conns.add(conn_id)
+        if ref.kind == "fhe":
+            return await self.fhe.frame(ref)
         figures = await self._figures(ref)
         return {"type": "metrics", "stream": ref.name, "ts": time.time(), "data": figures}
+
+    async def fhe_submit(self, ref: StreamRef, ciphertext: str) -> None:
+        await self.fhe.submit(ref, ciphertext)
+
+    async def fhe_key_deleted(self, key_id: str) -> None:
+        self.fhe.forget_key(key_id)
 
     async def stream_unsubscribe(self, ref: StreamRef, conn_id: str) -> None:
         watched = self._streams.get(ref.topic)
@@ -405,7 +449,12 @@ class Host:
         else:
             peer.call.remote("stream_report", f"host-{self.index}", "host", stats)
         now = time.time()
+        fhe_topics = {t for t, w in self._streams.items() if w.ref.kind == "fhe"}
+        if fhe_topics:
+            await self.fhe.publish_due(fhe_topics, now)
         for topic, watched in list(self._streams.items()):
+            if topic in fhe_topics:
+                continue
             figures = await self._figures(watched.ref)
             if watched.throttle.due(figures, now):
                 frame = {"type": "metrics", "stream": watched.ref.name, "ts": now,

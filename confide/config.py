@@ -50,7 +50,22 @@ class Settings(BaseSettings):
     event_buffer: int = 10_000
     poll_timeout_s: float = 30.0
 
+    #: Serve application name (the FHE workers are found by it).
+    app_name: str = "confide"
     fhe_backend: str = "auto"
+    fhe_min_workers: int = Field(default=1, ge=1)
+    fhe_max_workers: int = Field(default=4, ge=1)
+    #: CPUs each FHE worker reserves (fractional is fine); OpenFHE threads per worker.
+    fhe_worker_cpus: float = Field(default=1.0, gt=0)
+    fhe_omp_threads: int = Field(default=1, ge=1)
+    fhe_max_batch: int = Field(default=16, ge=1)
+    fhe_batch_wait_s: float = Field(default=0.01, ge=0)
+    #: Requests queued per caller beyond the replicas' capacity before shedding load.
+    fhe_max_queued: int = Field(default=512, ge=1)
+    fhe_upscale_delay_s: float = Field(default=5.0, ge=0)
+    fhe_downscale_delay_s: float = Field(default=60.0, ge=0)
+    #: A stream folds its pending contributions into its sum at least this often.
+    fhe_flush_s: float = Field(default=0.2, gt=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
 

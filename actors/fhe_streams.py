@@ -1,0 +1,212 @@
+"""Encrypted aggregates on a host: `fhe:<name>` streams per key, and chat insights.
+
+Contributions wait briefly in a per-(stream, key) queue, then one `fold` request to the
+FHE workers adds them all to the running sum (limb kernels, batched). The new sum is
+stored before the contributors get their `ack`; subscribers (the key's owner only) get
+an `aggregate` at most once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.fhe_worker import FoldRequest, FoldResult, ScoreRequest, call_worker
+from confide.analytics import StreamRef, Throttle
+from confide.auth import Principal
+from confide.config import Settings
+from confide.errors import ConfideError, Forbidden, InvalidMessage, NotFound
+from confide.events import Event
+from confide.store import FheKeyRecord, Store
+
+log = logging.getLogger("confide.fhe")
+
+MAX_FOLD = 256
+
+
+def decode_ciphertext(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidMessage("ciphertext is not valid base64") from None
+
+
+@dataclass
+class _Aggregate:
+    ref: StreamRef
+    count: int
+    total: bytes | None
+    pending: list[tuple[bytes, asyncio.Future[None]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    dirty: bool = False
+    throttle: Throttle = field(default_factory=Throttle)
+
+
+class FheStreams:
+    def __init__(
+        self, settings: Settings, store: Store, publish: Callable[[Event], None]
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.publish = publish
+        self._handle: Any = None
+        self._aggregates: dict[str, _Aggregate] = {}
+        self._keys: dict[str, FheKeyRecord] = {}
+        self._loading: dict[str, asyncio.Lock] = {}
+
+    @property
+    def worker(self) -> Any:
+        if self._handle is None:
+            from ray import serve
+
+            self._handle = serve.get_deployment_handle("FheWorker", self.settings.app_name)
+        return self._handle
+
+    async def key(self, key_id: str) -> FheKeyRecord:
+        rec = self._keys.get(key_id)
+        if rec is None:
+            rec = await asyncio.to_thread(self.store.get_fhe_key, key_id)
+            if rec is None:
+                raise NotFound("no such key")
+            self._keys[key_id] = rec
+        return rec
+
+    def forget_key(self, key_id: str) -> None:
+        self._keys.pop(key_id, None)
+
+    async def _aggregate(self, ref: StreamRef) -> _Aggregate:
+        agg = self._aggregates.get(ref.topic)
+        if agg is not None:
+            return agg
+        lock = self._loading.setdefault(ref.topic, asyncio.Lock())
+        async with lock:
+            agg = self._aggregates.get(ref.topic)
+            if agg is None:
+                assert ref.key_id is not None
+                saved = await asyncio.to_thread(self.store.load_aggregate, ref.name, ref.key_id)
+                count, total = saved if saved is not None else (0, None)
+                agg = self._aggregates[ref.topic] = _Aggregate(ref, count, total)
+        return agg
+
+    # ------------------------------------------------------------- analytics
+
+    async def submit(self, ref: StreamRef, ciphertext: str) -> None:
+        """Fold one contribution in; returns once the new sum is stored."""
+        assert ref.key_id is not None
+        await self.key(ref.key_id)
+        data = decode_ciphertext(ciphertext)
+        agg = await self._aggregate(ref)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        agg.pending.append((data, done))
+        if agg.task is None or agg.task.done():
+            agg.task = asyncio.create_task(self._drain(agg))
+        await done
+
+    async def _drain(self, agg: _Aggregate) -> None:
+        await asyncio.sleep(self.settings.fhe_flush_s)  # gather what arrives meanwhile
+        while agg.pending:
+            batch, agg.pending = agg.pending[:MAX_FOLD], agg.pending[MAX_FOLD:]
+            try:
+                await self._fold(agg, batch)
+            except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets it
+                err = exc if isinstance(exc, ConfideError) else None
+                if err is None:
+                    log.error("folding an aggregate failed: %s", type(exc).__name__)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err or InvalidMessage("contribution not accepted"))
+
+    async def _fold(self, agg: _Aggregate, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        assert agg.ref.key_id is not None
+        req = FoldRequest(agg.ref.key_id, agg.total, tuple(ct for ct, _ in batch))
+        result: FoldResult = await call_worker(self.worker, "fold", req)
+        accepted = sum(1 for r in result.refused if r is None)
+        if accepted and result.total is not None:
+            await asyncio.to_thread(self.store.save_aggregate, agg.ref.name, agg.ref.key_id,
+                                    agg.count + accepted, result.total)
+            agg.count += accepted
+            agg.total = result.total
+            agg.dirty = True
+        for (_, fut), reason in zip(batch, result.refused, strict=True):
+            if fut.done():
+                continue
+            if reason is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(InvalidMessage(reason))
+
+    async def check_owner(self, ref: StreamRef, who: Principal) -> None:
+        assert ref.key_id is not None
+        if (await self.key(ref.key_id)).owner != who.user:
+            raise Forbidden("only the key's owner may watch its aggregates")
+
+    async def frame(self, ref: StreamRef) -> dict[str, Any] | None:
+        """The `aggregate` frame of a stream, or None before the first contribution."""
+        agg = await self._aggregate(ref)
+        if agg.total is None or ref.key_id is None:
+            return None
+        out: dict[str, Any] = {
+            "type": "aggregate", "stream": ref.name, "key_id": ref.key_id,
+            "count": agg.count, "sum": base64.b64encode(agg.total).decode(), "ts": time.time(),
+        }
+        try:
+            mean = await call_worker(self.worker, "mean", ref.key_id, agg.total, agg.count)
+        except ConfideError:
+            mean = None
+        if mean is not None:
+            out["mean"] = base64.b64encode(mean).decode()
+        return out
+
+    async def publish_due(self, topics: set[str], now: float) -> None:
+        """Publish the aggregates that changed, at most once a second each."""
+        for topic in topics:
+            agg = self._aggregates.get(topic)
+            if agg is None or not agg.dirty:
+                continue
+            if not agg.throttle.due({"count": agg.count}, now):
+                continue
+            agg.dirty = False
+            frame = await self.frame(agg.ref)
+            if frame is not None:
+                self.publish(Event(topic, frame))
+
+    # ----------------------------------------------------------------- chat
+
+    async def check_features(self, config: dict[str, Any], features: dict[str, Any]) -> bytes:
+        """A message's `features` against its session's FHE set-up: the ciphertext bytes."""
+        from fhe.errors import FheError
+        from fhe.keys import KeyMeta
+        from fhe.ops import check_submission
+
+        fhe = config.get("fhe")
+        if not fhe:
+            raise InvalidMessage("this session has no encrypted insights configured")
+        if features.get("key_id") != fhe["key_id"]:
+            raise InvalidMessage("features are not under the session's key")
+        data = decode_ciphertext(str(features.get("ciphertext", "")))
+        meta = KeyMeta.from_dict((await self.key(fhe["key_id"])).meta)
+        try:
+            await asyncio.to_thread(check_submission, data, meta)
+        except FheError as e:
+            raise InvalidMessage(str(e)) from None
+        return data
+
+    async def insight(self, topic: str, offset: int, config: dict[str, Any], data: bytes) -> None:
+        """Score a message's features and send the encrypted score to the therapists."""
+        fhe = config["fhe"]
+        model = fhe["model"]
+        req = ScoreRequest(fhe["key_id"], data, tuple(model["weights"]), float(model["bias"]))
+        try:
+            score: bytes = await call_worker(self.worker, "score", req)
+        except Exception as exc:  # noqa: BLE001 - an insight is best effort; chat goes on
+            log.warning("insight for offset %d failed: %s", offset, type(exc).__name__)
+            return
+        frame = {"type": "insight", "for_offset": offset, "key_id": fhe["key_id"],
+                 "model": model["name"], "ciphertext": base64.b64encode(score).decode()}
+        self.publish(Event(topic, frame, only_roles=frozenset({"therapist"})))

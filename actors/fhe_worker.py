@@ -1,0 +1,345 @@
+"""The FHE worker deployment: key registration, batched limb aggregation, scoring, means.
+
+Workers are a Serve deployment that autoscales on ongoing requests, with `@serve.batch`
+gathering concurrent requests. Everything here is pure (same inputs, same bytes out), so
+a caller may retry a request whose worker died. OpenFHE is only used for validation,
+rescaling and key switching; sums and ct × pt run on raw limbs (numpy, or CuPy on a GPU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ray import serve
+
+from confide.auth import Principal
+from confide.config import Settings
+from confide.errors import (
+    ConfideError,
+    Conflict,
+    Forbidden,
+    Internal,
+    InvalidMessage,
+    NotFound,
+    Overloaded,
+)
+from confide.store import FheKeyRecord, open_store
+from fhe.errors import FheError
+from fhe.keys import KeyMeta, PublicBundle
+
+log = logging.getLogger("confide.fhe")
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class FoldRequest:
+    """Add `contributions` to `total` (None: start from the first valid one)."""
+
+    key_id: str
+    total: bytes | None
+    contributions: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    total: bytes | None
+    #: Per contribution: None when added, else the reason it was refused.
+    refused: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    key_id: str
+    ciphertext: bytes
+    weights: tuple[float, ...]
+    bias: float
+
+
+def public_info(rec: FheKeyRecord) -> dict[str, Any]:
+    meta = rec.meta
+    return {"key_id": rec.key_id, "owner": rec.owner, "scheme": meta.get("scheme", "CKKS"),
+            "ring_dim": meta["ring_dim"], "slots": meta["slots"], "depth": meta["depth"],
+            "created_at": rec.created_at}
+
+
+class FheWorkerCore:
+    """What a worker replica does, without Serve (driven directly by unit tests)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from fhe.kernels import get_backend
+
+        self.settings = settings
+        self.store = open_store(settings.store_url())
+        self.kernels = get_backend(settings.fhe_backend)
+        self._keys: OrderedDict[str, tuple[PublicBundle, KeyMeta, bytes]] = OrderedDict()
+        # OpenFHE keeps evaluation keys in process-wide maps: one thread does all FHE work.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhe")
+        self.batches = 0
+        self.batched_requests = 0
+        self.inflight = 0
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        self.inflight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self.inflight -= 1
+
+    # ------------------------------------------------------------ key registry
+
+    def _register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        from fhe.bundle import validate_bundle
+
+        bundle = PublicBundle.from_json(body)
+        existing = self.store.get_fhe_key(bundle.key_id)
+        if existing is not None:
+            if existing.owner != owner:
+                raise Conflict("this key is registered by another user")
+            return {"key_id": existing.key_id}
+        meta = validate_bundle(bundle)
+        record = FheKeyRecord(bundle.key_id, owner, meta.to_dict() | {
+            "label": str(body.get("label", ""))[:128]}, bundle.blobs(), time.time())
+        self.store.put_fhe_key(record)
+        return {"key_id": bundle.key_id}
+
+    async def register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await self._run(self._register, owner, body)
+        except FheError as e:
+            raise InvalidMessage(str(e)) from None
+        return result
+
+    async def key_info(self, key_id: str) -> dict[str, Any]:
+        rec = await asyncio.to_thread(self.store.get_fhe_key, key_id)
+        if rec is None:
+            raise NotFound("no such key")
+        return public_info(rec)
+
+    async def delete_key(self, key_id: str, who: Principal) -> None:
+        rec = await asyncio.to_thread(self.store.get_fhe_key, key_id)
+        if rec is None:
+            raise NotFound("no such key")
+        if rec.owner != who.user:
+            raise Forbidden("only the key's owner may delete it")
+        await asyncio.to_thread(self.store.delete_fhe_key, key_id)
+        self._keys.pop(key_id, None)
+
+    def _key(self, key_id: str) -> tuple[PublicBundle, KeyMeta, bytes]:
+        """The registered key's bundle, meta and output template (cached)."""
+        from fhe import native
+
+        cached = self._keys.get(key_id)
+        if cached is not None:
+            self._keys.move_to_end(key_id)
+            return cached
+        rec = self.store.get_fhe_key(key_id)
+        if rec is None:
+            raise NotFound("no such key")
+        bundle = PublicBundle.from_json(
+            {k: base64.b64encode(v).decode() for k, v in rec.blobs.items()}
+        )
+        meta = KeyMeta.from_dict(rec.meta)
+        entry = (bundle, meta, native.output_template(bundle))
+        self._keys[key_id] = entry
+        while len(self._keys) > 8:
+            self._keys.popitem(last=False)
+        return entry
+
+    # ---------------------------------------------------------------- compute
+
+    def _fold(self, req: FoldRequest) -> FoldResult:
+        from fhe.ops import aggregate, check_submission
+
+        _, meta, template = self._key(req.key_id)
+        valid: list[bytes] = []
+        refused: list[str | None] = []
+        for ct in req.contributions:
+            try:
+                check_submission(ct, meta)
+            except FheError as e:
+                refused.append(str(e))
+                continue
+            valid.append(ct)
+            refused.append(None)
+        parts = ([req.total] if req.total is not None else []) + valid
+        if not parts:
+            return FoldResult(req.total, tuple(refused))
+        total = aggregate(parts, backend=self.kernels, template=template)
+        return FoldResult(total, tuple(refused))
+
+    def _score(self, req: ScoreRequest) -> bytes:
+        from fhe.evaluator import score
+
+        bundle, meta, _ = self._key(req.key_id)
+        return score(req.ciphertext, req.weights, req.bias, bundle, meta, backend=self.kernels)
+
+    def _mean(self, key_id: str, total: bytes, count: int) -> bytes | None:
+        from fhe.evaluator import mean
+
+        bundle, meta, _ = self._key(key_id)
+        if meta.depth < 1:
+            return None
+        return mean(total, count, bundle, meta)
+
+    async def fold_many(self, requests: list[FoldRequest]) -> list[FoldResult | ConfideError]:
+        self.batches += 1
+        self.batched_requests += len(requests)
+        return [await self._guard(self._fold, r) for r in requests]
+
+    async def score_many(self, requests: list[ScoreRequest]) -> list[bytes | ConfideError]:
+        self.batches += 1
+        self.batched_requests += len(requests)
+        return [await self._guard(self._score, r) for r in requests]
+
+    async def mean(self, key_id: str, total: bytes, count: int) -> bytes | None:
+        result = await self._guard(self._mean, key_id, total, count)
+        if isinstance(result, ConfideError):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+    async def _guard(self, fn: Any, *args: Any) -> Any:
+        """Run one request; its own errors come back as values so a batch never fails."""
+        try:
+            return await self._run(fn, *args)
+        except ConfideError as e:
+            return e
+        except FheError as e:
+            return InvalidMessage(str(e))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "workers": 1,
+            "queue_depth": self.inflight,
+            "batches": self.batches,
+            "batch_mean": self.batched_requests / self.batches if self.batches else None,
+        }
+
+
+@serve.deployment
+class FheWorker:
+    """The Serve deployment; options (autoscaling, batching, resources) come from
+    `fhe_worker_options`, batch sizes from the settings."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = Settings(**settings)
+        self.core = FheWorkerCore(self.settings)
+        self.fold.set_max_batch_size(self.settings.fhe_max_batch)  # type: ignore[attr-defined]
+        self.fold.set_batch_wait_timeout_s(self.settings.fhe_batch_wait_s)  # type: ignore[attr-defined]
+        self.score.set_max_batch_size(self.settings.fhe_max_batch)  # type: ignore[attr-defined]
+        self.score.set_batch_wait_timeout_s(self.settings.fhe_batch_wait_s)  # type: ignore[attr-defined]
+        self._reporter: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._report_loop())
+
+    async def _report_loop(self) -> None:
+        """Each second, this worker's figures go to the `system` analytics stream."""
+        import uuid
+
+        import ray
+
+        from actors.routing import host_index, host_name
+
+        source = f"fhe-{uuid.uuid4().hex[:8]}"
+        index = host_index("stream:system", self.settings.hosts)
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                host = ray.get_actor(host_name(index), namespace=self.settings.ray_namespace)
+                host.call.remote("stream_report", source, "fhe", self.core.stats())
+            except Exception:  # analytics must never disturb the worker
+                log.debug("could not report worker figures", exc_info=True)
+
+    async def register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._start()
+        return await self.core.register(owner, body)
+
+    async def key_info(self, key_id: str) -> dict[str, Any]:
+        return await self.core.key_info(key_id)
+
+    async def delete_key(self, key_id: str, who: Principal) -> None:
+        await self.core.delete_key(key_id, who)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def fold(self, requests: list[FoldRequest]) -> list[FoldResult | ConfideError]:
+        self._start()
+        return await self.core.fold_many(requests)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def score(self, requests: list[ScoreRequest]) -> list[bytes | ConfideError]:
+        self._start()
+        return await self.core.score_many(requests)
+
+    async def mean(self, key_id: str, total: bytes, count: int) -> bytes | None:
+        return await self.core.mean(key_id, total, count)
+
+
+def fhe_worker_options(settings: Settings) -> dict[str, Any]:
+    """Resources and autoscaling of the worker deployment (the target tracks batch size)."""
+    actor: dict[str, Any] = {
+        "num_cpus": settings.fhe_worker_cpus,
+        "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(settings.fhe_omp_threads)}},
+    }
+    if _cuda_present():
+        actor["num_gpus"] = 0.5
+    return {
+        "ray_actor_options": actor,
+        "max_ongoing_requests": settings.fhe_max_batch * 2,
+        "max_queued_requests": settings.fhe_max_queued,
+        "autoscaling_config": {
+            "min_replicas": settings.fhe_min_workers,
+            "initial_replicas": settings.fhe_min_workers,
+            "max_replicas": settings.fhe_max_workers,
+            "target_ongoing_requests": settings.fhe_max_batch,
+            "upscale_delay_s": settings.fhe_upscale_delay_s,
+            "downscale_delay_s": settings.fhe_downscale_delay_s,
+            "metrics_interval_s": 1.0,
+            "look_back_period_s": 2.0,
+        },
+    }
+
+
+def _cuda_present() -> bool:
+    """A GPU for the workers: Ray sees one in the cluster."""
+    import ray
+
+    try:
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return bool(ray.is_initialized() and resources.get("GPU", 0) > 0)
+    except Exception:  # noqa: BLE001 - no cluster to ask: assume none
+        return False
+
+
+async def call_worker(handle: Any, method: str, *args: Any, attempts: int = 3) -> Any:
+    """Call a worker method through its deployment handle.
+
+    A replica that died mid-request is retried on another (the work is pure); load
+    shedding (`max_queued_requests`) becomes `Overloaded`; errors returned by a batch
+    are raised here.
+    """
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import BackPressureError
+
+    for attempt in range(attempts):
+        try:
+            result = await getattr(handle, method).remote(*args)
+        except BackPressureError:
+            raise Overloaded("encrypted computation is overloaded; retry later") from None
+        except RayActorError:
+            if attempt == attempts - 1:
+                raise Internal("encrypted computation failed") from None
+            log.warning("an FHE worker died during %s; retrying", method)
+            continue
+        if isinstance(result, ConfideError):
+            raise result
+        return result
+    raise Internal("encrypted computation failed")
