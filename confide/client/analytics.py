@@ -88,9 +88,9 @@ class AnalyticsClient(Connection):
         return sub
 
     async def unsubscribe(self, stream: str, key_id: str | None = None) -> None:
-        """Stop a subscription; its iterator ends."""
-        self._drop((stream, key_id))
-        if self._is_open():
+        """Stop a subscription; its iterator ends. Unknown subscriptions are ignored (the
+        server's `not_found` would carry no id and could be taken for a `subscribe` answer)."""
+        if self._drop((stream, key_id)) and self._is_open():
             frame = Unsubscribe(type="unsubscribe", stream=stream, key_id=key_id).dump()
             with contextlib.suppress(ConnectionLost):  # not subscribed again after a reconnect
                 await self._send(frame)
@@ -136,7 +136,8 @@ class AnalyticsClient(Connection):
         for sub in subs.values():
             sub._queue.close(closed)
 
-    def _drop(self, key: _Key) -> None:
+    def _drop(self, key: _Key) -> bool:
         sub = self._subs.pop(key, None)
         if sub is not None:
             sub._queue.close(ClientClosed(None, "unsubscribed"))
+        return sub is not None

@@ -28,6 +28,8 @@ class ClientClosed(_CloseInfo):
 class ConnectError(ClientClosed):
     """`connect()` failed: the server refused the connection for good, or it timed out."""
 
+    what = "could not connect"
+
 
 class ConnectionLost(_CloseInfo):
     """The connection dropped while a request that is not safe to repeat was in flight

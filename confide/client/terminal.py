@@ -159,7 +159,7 @@ async def _chat_command(client: ChatClient, line: str, out: TextIO) -> bool:
 async def chat(url: str, token: str, out: TextIO = sys.stdout) -> int:
     """Interactive chat on stdin/stdout until /quit, end of input or a final close."""
     client = ChatClient(url, token)
-    await client.connect()
+    await client.connect(CONNECT_TIMEOUT_S)
     print(f"* {client.session_id} as {client.user}. {CHAT_HELP}", file=out, flush=True)
     printer = asyncio.create_task(_print_events(client, out))
     lines = _stdin_lines()
@@ -189,7 +189,7 @@ async def inbox(url: str, token: str, out: TextIO = sys.stdout) -> int:
     """Print notifications as they come (acked as delivered) until interrupted."""
     client = NotificationsClient(url, token)
     try:
-        welcome = await client.connect()
+        welcome = await client.connect(CONNECT_TIMEOUT_S)
         print(
             f"* {welcome.get('pending')} pending, {welcome.get('unread')} unread",
             file=out,
@@ -210,7 +210,7 @@ async def watch(
     for kind in ("state", "close"):
         client.on(kind, lambda e: _show(render_state(e), out))
     try:
-        await client.connect()
+        await client.connect(CONNECT_TIMEOUT_S)
         async for frame in await client.subscribe(stream, key_id):
             out.write(render_metrics(frame))
             out.flush()

@@ -1,0 +1,102 @@
+"""AnalyticsClient: submit ack/error correlation, subscriptions across reconnects."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from confide.client import AnalyticsClient, ServerError
+from tests.unit.client.conftest import FAST, Recorder, recv, running, send, welcome
+
+
+class Analytics(Recorder):
+    """Acks submits (an `ack` for another id first), refuses key `bad`; serves `system`
+    (metrics with a connection counter) and refuses other streams."""
+
+    async def handler(self, ws: ServerConnection) -> None:
+        self.hellos.append(await recv(ws))
+        await send(ws, welcome())
+        self.sockets.append(ws)
+        self.changed()
+        try:
+            while True:
+                frame = await recv(ws)
+                self.received.append(frame)
+                await self._answer(ws, frame)
+                self.changed()
+        except ConnectionClosed:
+            self.sockets.remove(ws)
+
+    async def _answer(self, ws: ServerConnection, frame: dict[str, object]) -> None:
+        if frame["type"] == "submit":
+            await send(ws, {"type": "ack", "id": "someone-else"})
+            if frame["key_id"] == "bad":
+                await send(
+                    ws,
+                    {
+                        "type": "error",
+                        "code": "invalid_message",
+                        "message": "wrong key",
+                        "id": frame["id"],
+                    },
+                )
+            else:
+                await send(ws, {"type": "ack", "id": frame["id"]})
+        elif frame["type"] == "subscribe" and frame["stream"] == "system":
+            await send(ws, {"type": "subscribed", "stream": "system"})
+            await send(
+                ws,
+                {
+                    "type": "metrics",
+                    "stream": "system",
+                    "ts": 1.0,
+                    "data": {"connection": len(self.hellos)},
+                },
+            )
+        elif frame["type"] == "subscribe":
+            await send(ws, {"type": "error", "code": "forbidden", "message": "no"})
+
+
+async def test_submit_waits_for_its_own_ack_or_error() -> None:
+    server = Analytics()
+    async with running(server.handler) as base, AnalyticsClient(f"{base}/ws/analytics", "t") as c:
+        ack = await c.submit("fhe:mood", "k1", "Y2lwaGVy", id="s-1", timeout=3)
+        assert ack == {"type": "ack", "id": "s-1"}
+        with pytest.raises(ServerError) as refused:
+            await c.submit("fhe:mood", "bad", "Y2lwaGVy", timeout=3)
+        assert refused.value.code == "invalid_message"
+        sent = server.of_type("submit")
+        assert sent[0] == {
+            "type": "submit",
+            "id": "s-1",
+            "stream": "fhe:mood",
+            "key_id": "k1",
+            "ciphertext": "Y2lwaGVy",
+        }
+        assert len(sent[1]["id"]) == 32  # a uuid4 hex when none is given
+
+
+async def test_subscription_survives_a_reconnect() -> None:
+    server = Analytics()
+    async with (
+        running(server.handler) as base,
+        AnalyticsClient(f"{base}/ws/analytics", "t", **FAST) as client,
+    ):
+        sub = await client.subscribe("system", timeout=3)
+        assert (await sub.next(timeout=3))["data"] == {"connection": 1}
+        await server.sockets[0].close(1012)
+        assert (await sub.next(timeout=3))["data"] == {"connection": 2}
+        assert [f["stream"] for f in server.of_type("subscribe")] == ["system", "system"]
+        await client.unsubscribe("system")
+        assert [frame async for frame in sub] == []  # ended
+        await server.until(lambda: bool(server.of_type("unsubscribe")))
+
+
+async def test_forbidden_subscription_raises() -> None:
+    server = Analytics()
+    async with running(server.handler) as base, AnalyticsClient(f"{base}/ws/analytics", "t") as c:
+        with pytest.raises(ServerError) as refused:
+            await c.subscribe("session:other", timeout=3)
+        assert refused.value.code == "forbidden"
+        assert (await c.next_event("error", timeout=3))["code"] == "forbidden"

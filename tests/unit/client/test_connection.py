@@ -1,0 +1,85 @@
+"""The shared machinery: backoff, URL checks, events buffer, handshake failures."""
+
+from __future__ import annotations
+
+import random
+from http import HTTPStatus
+
+import pytest
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from confide.client import ChatClient, ClientClosed, ConnectError, backoff_delay
+from confide.client.events import FrameQueue
+from tests.unit.client.conftest import FAST, recv, running, send
+
+
+def test_backoff_bounds_double_up_to_the_cap() -> None:
+    upper = [backoff_delay(n, 0.5, 20.0, uniform=lambda lo, hi: hi) for n in range(9)]
+    assert upper == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0, 20.0]
+    assert backoff_delay(10_000, 0.5, 20.0, uniform=lambda lo, hi: hi) == 20.0
+    assert backoff_delay(3, 0.5, 20.0, uniform=lambda lo, hi: lo) == 0.0
+
+
+def test_backoff_is_full_jitter() -> None:
+    rng = random.Random(7)
+    for attempt in range(8):
+        cap = min(20.0, 0.5 * 2**attempt)
+        delays = [backoff_delay(attempt, 0.5, 20.0, uniform=rng.uniform) for _ in range(200)]
+        assert all(0.0 <= d <= cap for d in delays)
+        assert len(set(delays)) == 200  # jittered, not a fixed schedule
+        assert min(delays) < cap * 0.2 and max(delays) > cap * 0.8  # spread over [0, cap]
+
+
+def test_only_websocket_urls() -> None:
+    with pytest.raises(ValueError):
+        ChatClient("http://127.0.0.1/ws/chat/s1", "t")
+
+
+async def test_frame_queue_takes_by_type_and_drops_oldest() -> None:
+    queue = FrameQueue(maxlen=3)
+    for i, kind in enumerate(["a", "b", "a", "b"]):
+        queue.put({"type": kind, "n": i})
+    assert (await queue.get("a"))["n"] == 2  # n=0 was dropped: the buffer holds 3
+    assert (await queue.get())["n"] == 1
+    queue.close(ClientClosed(1000, "bye"))
+    assert (await queue.get())["n"] == 3
+    with pytest.raises(ClientClosed):
+        await queue.get()
+
+
+async def test_first_frame_other_than_welcome_is_fatal() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await recv(ws)
+        await send(ws, {"type": "error", "code": "internal", "message": "?"})
+        await ws.wait_closed()
+
+    async with running(handler) as base:
+        client = ChatClient(f"{base}/ws/chat/s1", "t", **FAST)
+        with pytest.raises(ConnectError) as failed:
+            await client.connect(timeout=3)
+        assert failed.value.code == 1002
+
+
+async def test_http_refusal_of_the_upgrade_is_fatal() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        raise AssertionError("not reached")
+
+    def refuse(connection: ServerConnection, request: Request) -> Response:
+        return connection.respond(HTTPStatus.FORBIDDEN, "no\n")
+
+    async with running(handler, process_request=refuse) as base:
+        client = ChatClient(f"{base}/ws/chat/s1", "t", **FAST)
+        with pytest.raises(ConnectError) as failed:
+            await client.connect(timeout=3)
+        assert failed.value.code == 4403 and failed.value.reason == "HTTP 403"
+
+
+async def test_network_errors_are_retried_until_the_connect_timeout() -> None:
+    client = ChatClient("ws://127.0.0.1:9/ws/chat/s1", "t", **FAST)  # nothing listens there
+    states: list[str] = []
+    client.on("state", lambda e: states.append(e["state"]))
+    with pytest.raises(ConnectError) as failed:
+        await client.connect(timeout=0.3)
+    assert failed.value.code is None and client.state == "closed"
+    assert states[:2] == ["connecting", "reconnecting"] and states[-1] == "closed"
