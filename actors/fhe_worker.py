@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -236,9 +237,16 @@ class FheWorker:
         self.score.set_max_batch_size(self.settings.fhe_max_batch)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(self.settings.fhe_batch_wait_s)  # type: ignore[attr-defined]
         self._reporter: asyncio.Task[None] | None = None
+        with contextlib.suppress(RuntimeError):  # no running loop here: start on first use
+            asyncio.get_running_loop()
+            self._start()
+
+    async def check_health(self) -> None:
+        """Serve's periodic health check: also (re)starts the figures reporter."""
+        self._start()
 
     def _start(self) -> None:
-        if self._reporter is None:
+        if self._reporter is None or self._reporter.done():
             self._reporter = asyncio.create_task(self._report_loop())
 
     async def _report_loop(self) -> None:

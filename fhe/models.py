@@ -2,7 +2,7 @@
 
 `mood-risk-v1` is a small, documented screening aid, not a diagnosis: eight features a
 client app derives on the device from a PHQ/GAD-style check-in, each scaled to [0, 1]
-(0 = not at all, 1 = nearly every day). The score is a weighted sum in [-0.5, ~1.2];
+(0 = not at all, 1 = nearly every day). The score is a weighted sum in [-0.5, 0.7];
 higher means the therapist may want to follow up sooner. The weights encode that
 thoughts of self-harm and hopelessness matter most. The server never sees the features
 nor the score: it computes the score under the therapist's key.

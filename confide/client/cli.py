@@ -1,5 +1,5 @@
-"""The `confide` command line: development tokens, notifications over REST, and live terminals
-for chat, the inbox and analytics (docs/sdk.md, "CLI").
+"""The `confide` command line: development tokens, notifications over REST, live terminals
+for chat, the inbox and analytics, and encrypted computation (`confide fhe`; docs/sdk.md, "CLI").
 
 Each subcommand is added by one `add_*` function listed in `COMMANDS`.
 """
@@ -19,9 +19,11 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from confide.auth import ROLES, mint_token
+from confide.client import fhe as fhe_commands
 from confide.client import terminal
 from confide.client.errors import ClientError
 from confide.config import Settings
+from fhe.presets import PRESETS
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 DEFAULT_HTTP_URL = "http://127.0.0.1:8000"
@@ -162,13 +164,111 @@ def add_watch(sub: SubParsers) -> None:
     p.set_defaults(run=_run(lambda a: terminal.watch(a.url, _token(a), a.stream, a.key_id)))
 
 
-#: Subcommands, in help order; each adds its parser and sets `run` (an `fhe` group goes here).
+# --------------------------------------------------------------------------- fhe
+
+
+def _analytics_url(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url",
+        default=DEFAULT_ANALYTICS_URL,
+        help=f"analytics endpoint (default {DEFAULT_ANALYTICS_URL})",
+    )
+
+
+def add_fhe(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "fhe",
+        help="encrypted computation: keys, encrypted contributions, decrypted aggregates",
+        description="Keys are made and kept in a directory on this machine; the secret key "
+        'never leaves it (docs/sdk.md, "Encrypted computation").',
+    )
+    fhe_sub = p.add_subparsers(dest="fhe_command", required=True, metavar="FHE_COMMAND")
+
+    keygen = fhe_sub.add_parser(
+        "keygen", help="generate a key set (public parts and the secret key) in a directory"
+    )
+    keygen.add_argument(
+        "--preset",
+        default="aggregation",
+        choices=sorted(PRESETS),
+        help="CKKS parameters (default aggregation; test is NOT secure)",
+    )
+    keygen.add_argument("--dir", required=True, metavar="KEYDIR", help="where to write the keys")
+    keygen.add_argument("--force", action="store_true", help="replace a key set already there")
+    keygen.set_defaults(run=lambda a: fhe_commands.keygen_command(a.dir, a.preset, force=a.force))
+
+    upload = fhe_sub.add_parser(
+        "upload", help="register the public key bundle (POST /api/fhe/keys; no secret key)"
+    )
+    upload.add_argument("--dir", required=True, metavar="KEYDIR")
+    upload.add_argument(
+        "--url", default=DEFAULT_HTTP_URL, help=f"server (default {DEFAULT_HTTP_URL})"
+    )
+    upload.add_argument("--token", help="the key owner's token (default: CONFIDE_TOKEN)")
+    upload.add_argument("--label", help="a name for the key, shown to its owner")
+    upload.add_argument(
+        "--timeout",
+        type=float,
+        default=fhe_commands.UPLOAD_TIMEOUT_S,
+        help=f"seconds (default {fhe_commands.UPLOAD_TIMEOUT_S:g})",
+    )
+    upload.set_defaults(
+        run=lambda a: fhe_commands.upload_command(
+            a.url, _token(a), a.dir, a.label, timeout=a.timeout
+        )
+    )
+
+    submit = fhe_sub.add_parser(
+        "submit", help="encrypt values under a key and contribute them to an fhe: stream"
+    )
+    submit.add_argument("stream", help="NAME or fhe:NAME")
+    submit.add_argument("--dir", required=True, metavar="KEYDIR", help="public parts suffice")
+    submit.add_argument(
+        "--values", required=True, nargs="+", type=float, metavar="X", help="one per slot"
+    )
+    submit.add_argument("--key-id", help="default: the key in KEYDIR")
+    _analytics_url(submit)
+    submit.add_argument("--token", help="default: CONFIDE_TOKEN")
+    submit.set_defaults(
+        run=_run(
+            lambda a: fhe_commands.submit_command(
+                a.url, _token(a), a.stream, a.dir, a.values, a.key_id
+            )
+        )
+    )
+
+    watch = fhe_sub.add_parser(
+        "watch", help="print a stream's aggregates under your key, decrypted here"
+    )
+    watch.add_argument("stream", help="NAME or fhe:NAME")
+    watch.add_argument("--dir", required=True, metavar="KEYDIR", help="must hold the secret key")
+    watch.add_argument(
+        "--length",
+        type=int,
+        default=fhe_commands.DEFAULT_WATCH_LENGTH,
+        metavar="N",
+        help=f"slots to print (default {fhe_commands.DEFAULT_WATCH_LENGTH})",
+    )
+    watch.add_argument("--frames", type=int, metavar="N", help="exit after N aggregates")
+    _analytics_url(watch)
+    watch.add_argument("--token", help="the key owner's token (default: CONFIDE_TOKEN)")
+    watch.set_defaults(
+        run=_run(
+            lambda a: fhe_commands.watch_command(
+                a.url, _token(a), a.stream, a.dir, a.length, frames=a.frames
+            )
+        )
+    )
+
+
+#: Subcommands, in help order; each adds its parser and sets `run`.
 COMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     add_token,
     add_notify,
     add_chat,
     add_inbox,
     add_watch,
+    add_fhe,
 )
 
 

@@ -212,3 +212,28 @@ async def test_workers_scale_up_under_burst_and_back_down(
     await burst()
     assert running_workers() >= 2
     await wait_for(lambda: running_workers() == 1, timeout=60)
+
+
+async def test_worker_killed_mid_batch_costs_no_request(fhe_server: Server, keys: KeySet) -> None:
+    import ray
+
+    from actors.fhe_worker import FoldRequest, call_worker
+
+    await upload(fhe_server, "dr-keys", keys)
+    handle = serve.get_deployment_handle("FheWorker", "confide")
+    cts = tuple(encrypt(keys, [float(i)]).data for i in range(3))
+    expected = sum(range(3))
+    calls = [
+        asyncio.create_task(call_worker(handle, "fold", FoldRequest(keys.key_id, None, cts)))
+        for _ in range(12)
+    ]
+    await asyncio.sleep(0)  # the requests are on their way before the kill
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if "FheWorker" in a["name"]]
+    assert replicas
+    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]),
+             no_restart=True)
+    results = await asyncio.wait_for(asyncio.gather(*calls), timeout=120)
+    for r in results:
+        assert r.refused == (None, None, None)
+        assert abs(decrypt(keys, r.total, 1)[0] - expected) < 1e-6
