@@ -1,7 +1,9 @@
 # Confide: `make run` serves the app locally, `make test` runs the whole suite.
 SHELL := /bin/bash
-# The openfhe wheel imports only under CPython 3.10 here: python3.10 on PATH, else pyenv's.
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls -d $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1)
+# The openfhe wheel imports only under CPython 3.10 here: a working python3.10 on PATH,
+# else the newest ~/.pyenv/versions/3.10*.
+PYTHON310 ?= $(shell for p in python3.10 $$(ls -d $(HOME)/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | sort -rV); do \
+	if $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then command -v $$p; break; fi; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

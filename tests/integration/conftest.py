@@ -93,3 +93,14 @@ def server(serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def fresh(serve_port: int, tmp_path: Path) -> Iterator[Server]:
+    """A server of its own, for tests that kill or restart it."""
+    srv = Server(make_settings(tmp_path), serve_port)
+    srv.deploy()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -16,16 +16,6 @@ from tests.integration.wsclient import Raw, is_msg
 
 
 @pytest.fixture
-def fresh(serve_port: int, tmp_path: Path) -> Iterator[Server]:
-    srv = Server(make_settings(tmp_path), serve_port)
-    srv.deploy()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
 def strict(serve_port: int, tmp_path: Path) -> Iterator[Server]:
     srv = Server(
         make_settings(tmp_path, heartbeat_s=2.0, rate_abuse_s=1.0, rate_per_s=5.0, rate_burst=5),

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import ray
 
 from actors.directory import host_index, host_name
-from tests.integration.conftest import Server, make_settings
+from tests.integration.conftest import Server
 from tests.integration.wsclient import Raw
 
 
@@ -120,16 +117,6 @@ async def test_rest_authorization_validation_and_idempotency(server: Server) -> 
         import json
         await ws.send(json.dumps({"type": "hello", "token": svc}))
         assert await Raw(ws).closed_with() == 4403
-
-
-@pytest.fixture
-def fresh(serve_port: int, tmp_path: Path) -> Iterator[Server]:
-    srv = Server(make_settings(tmp_path), serve_port)
-    srv.deploy()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def test_notifications_survive_host_kill_and_restart(fresh: Server) -> None:
