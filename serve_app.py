@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve.deployment import Application
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.analytics_pump import AnalyticsPump
 from actors.chat_pump import ChatPump
@@ -42,6 +43,14 @@ async def _confide_error(_: Request, exc: ConfideError) -> JSONResponse:
 @api.exception_handler(CloseConnection)
 async def _auth_error(_: Request, exc: CloseConnection) -> JSONResponse:
     return _error(401, "unauthorized", exc.reason)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict"}.get(
+        exc.status_code, "invalid_message" if exc.status_code < 500 else "internal"
+    )
+    return _error(exc.status_code, code, str(exc.detail))
 
 
 async def _json_body(request: Request) -> Any:

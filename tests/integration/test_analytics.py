@@ -109,6 +109,9 @@ async def test_metrics_endpoint_is_prometheus_text(server: Server) -> None:
         r = await c.get("/metrics")
         health = await c.get("/healthz")
     assert health.status_code == 200 and health.json()["ready"] is True
+    async with httpx.AsyncClient(base_url=server.http) as c:
+        missing = await c.get("/api/nothing-here")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     names = {f.name for f in text_string_to_metric_families(r.text)}
     for name in ("confide_connections", "confide_connections_opened",
