@@ -8,6 +8,7 @@ timeout is set, since one would close live sockets.
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request, Response, WebSocket
@@ -25,7 +26,7 @@ from actors.gateway import GatewayCore
 from actors.inbox_pump import InboxPump
 from confide.config import Settings
 from confide.errors import CloseConnection, ConfideError, InvalidMessage
-from confide.inbox import NotificationRequest
+from confide.inbox import NotificationRequest, check_producer
 from fhe.models import MODELS, LinearModel
 
 api = FastAPI(title="Confide", docs_url=None, redoc_url=None)
@@ -96,6 +97,7 @@ class Gateway:
     @api.post("/api/notifications")
     async def post_notification(self, request: Request) -> JSONResponse:
         who = self.core.rest_principal(request.headers.get("authorization"))
+        check_producer(who.role)
         body = await _json_body(request)
         try:
             req = NotificationRequest.model_validate(body)
@@ -104,6 +106,9 @@ class Gateway:
         key = request.headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= 128:
             raise InvalidMessage("Idempotency-Key must be 1 to 128 characters")
+        # Without a client key, one per request still makes the host's retried call
+        # (after a host crash) idempotent.
+        key = key if key is not None else f"auto:{uuid.uuid4().hex}"
         result = await self.core.call(f"inbox:{req.user}", "inbox_post", who, req, key)
         return JSONResponse(result, status_code=202)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from actors.fanout import Outgoing
 from actors.pump import RESYNC, Pump
 from confide.analytics import StreamRef, resolve
-from confide.errors import ConfideError, InvalidMessage, NotFound, RateLimited
+from confide.errors import ConfideError, Internal, InvalidMessage, NotFound, RateLimited
 from confide.protocol import (
     Ack,
     Frame,
@@ -19,6 +21,8 @@ from confide.protocol import (
     Unsubscribed,
     Welcome,
 )
+
+log = logging.getLogger("confide.analytics")
 
 #: Contributions of one connection that may await their ack at once.
 MAX_INFLIGHT_SUBMITS = 256
@@ -39,11 +43,21 @@ class AnalyticsPump(Pump):
         await self.send_frame(Welcome(user=self.who.user, role=self.who.role,
                                       heartbeat_s=self.core.settings.heartbeat_s))
 
+    def deliver(self, out: Outgoing) -> None:
+        # Only streams whose subscription the host accepted (not one being refused).
+        if out.event.topic in self.streams:
+            super().deliver(out)
+
     async def _subscribe(self, ref: StreamRef) -> dict[str, Any] | None:
         self.core.fanout.subscribe(ref.topic, self, ref.route)
-        snapshot: dict[str, Any] | None = await self.core.call(
-            ref.route, "stream_subscribe", ref, self.conn_id, self.who
-        )
+        try:
+            snapshot: dict[str, Any] | None = await self.core.call(
+                ref.route, "stream_subscribe", ref, self.conn_id, self.who
+            )
+        except BaseException:
+            if ref.topic not in self.streams:
+                self.core.fanout.unsubscribe(ref.topic, self)
+            raise
         return snapshot
 
     async def handle(self, frame: Frame) -> None:
@@ -65,9 +79,9 @@ class AnalyticsPump(Pump):
 
     async def submit(self, frame: Submit) -> None:
         """Contributions are folded in batches: each waits for its own ack concurrently."""
-        ref = resolve(frame.stream, self.who, frame.key_id)
-        if ref.kind != "fhe":
+        if not frame.stream.startswith("fhe:"):
             raise InvalidMessage("only fhe: streams take contributions", frame_id=frame.id)
+        ref = resolve(frame.stream, self.who, frame.key_id)
         if len(self._submits) >= MAX_INFLIGHT_SUBMITS:
             raise RateLimited("too many contributions awaiting their ack", frame_id=frame.id)
         task = asyncio.create_task(self._submit(ref, frame))
@@ -80,6 +94,9 @@ class AnalyticsPump(Pump):
         except ConfideError as err:
             err.frame_id = frame.id
             self.push_error(err)
+        except Exception:
+            log.warning("a contribution failed unexpectedly", exc_info=True)
+            self.push_error(Internal("contribution not processed", frame_id=frame.id))
         else:
             self.push_frame(Ack(id=frame.id))
 
@@ -90,7 +107,13 @@ class AnalyticsPump(Pump):
     async def render(self, item: Any) -> None:
         if item is RESYNC:
             for ref in list(self.streams.values()):
-                snapshot = await self._subscribe(ref)
+                try:
+                    snapshot = await self._subscribe(ref)
+                except ConfideError as err:  # e.g. the key was deleted: drop this stream
+                    self.streams.pop(ref.topic, None)
+                    self.core.fanout.unsubscribe(ref.topic, self)
+                    self.push_error(err)
+                    continue
                 if snapshot:
                     await self.send_frame(snapshot)
         elif isinstance(item, Outgoing):
@@ -102,4 +125,7 @@ class AnalyticsPump(Pump):
         for task in list(self._submits):
             task.cancel()
         for ref in list(self.streams.values()):
-            await self._unsubscribe(ref)
+            self.core.fanout.unsubscribe(ref.topic, self)
+        for ref in list(self.streams.values()):
+            with contextlib.suppress(Exception):  # best effort: hosts also reap leases
+                await self.core.call(ref.route, "stream_unsubscribe", ref, self.conn_id)

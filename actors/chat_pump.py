@@ -98,6 +98,10 @@ class ChatPump(Pump):
             await self._catch_up(joined["upto"])
         elif isinstance(item, Outgoing):
             frame = item.event.frame
+            if frame.get("type") == "_config":  # internal: the session's set-up changed
+                if frame.get("large_frames"):
+                    self.gate.limit = self.core.settings.max_large_frame_bytes
+                return
             if frame.get("type") == "message":
                 offset = int(frame["offset"])
                 if offset <= self.last_offset:

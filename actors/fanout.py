@@ -32,8 +32,9 @@ class Subscriber(Protocol):
 
 
 class Fanout:
-    def __init__(self, directory: Directory, poll_timeout_s: float) -> None:
+    def __init__(self, directory: Directory, poll_timeout_s: float, reader: str) -> None:
         self._directory = directory
+        self._reader = reader
         self._timeout = poll_timeout_s
         self._topics: dict[str, set[Subscriber]] = defaultdict(set)
         self._routes: dict[str, str] = {}
@@ -77,7 +78,9 @@ class Fanout:
         backoff = 0.1
         while True:
             try:
-                res: dict[str, Any] = await host.poll.remote(incarnation, cursor, self._timeout)
+                res: dict[str, Any] = await host.poll.remote(
+                    self._reader, incarnation, cursor, self._timeout
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the host is restarting: poll again

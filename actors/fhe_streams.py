@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.fhe_worker import FoldRequest, FoldResult, ScoreRequest, call_worker
+from actors.ray_errors import unwrap
 from confide.analytics import StreamRef, Throttle
 from confide.auth import Principal
 from confide.config import Settings
-from confide.errors import ConfideError, Forbidden, InvalidMessage, NotFound
+from confide.errors import ConfideError, Forbidden, Internal, InvalidMessage, NotFound
 from confide.events import Event
 from confide.store import FheKeyRecord, Store
 
@@ -115,12 +116,13 @@ class FheStreams:
             try:
                 await self._fold(agg, batch)
             except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets it
-                err = exc if isinstance(exc, ConfideError) else None
-                if err is None:
-                    log.error("folding an aggregate failed: %s", type(exc).__name__)
+                err = unwrap(exc)
+                if not isinstance(err, ConfideError):
+                    log.error("folding an aggregate failed: %s", type(err).__name__)
+                    err = Internal("encrypted computation failed; retry later")
                 for _, fut in batch:
                     if not fut.done():
-                        fut.set_exception(err or InvalidMessage("contribution not accepted"))
+                        fut.set_exception(err)
 
     async def _fold(self, agg: _Aggregate, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
         assert agg.ref.key_id is not None
@@ -174,7 +176,8 @@ class FheStreams:
             agg.dirty = False
             frame = await self.frame(agg.ref)
             if frame is not None:
-                self.publish(Event(topic, frame))
+                size = len(frame["sum"]) + len(frame.get("mean", ""))
+                self.publish(Event(topic, frame, size=size))
 
     # ----------------------------------------------------------------- chat
 
@@ -209,4 +212,5 @@ class FheStreams:
             return
         frame = {"type": "insight", "for_offset": offset, "key_id": fhe["key_id"],
                  "model": model["name"], "ciphertext": base64.b64encode(score).decode()}
-        self.publish(Event(topic, frame, only_roles=frozenset({"therapist"})))
+        self.publish(Event(topic, frame, only_roles=frozenset({"therapist"}),
+                           size=len(frame["ciphertext"])))

@@ -12,7 +12,8 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from actors.directory import Directory
 from actors.fanout import Fanout
-from actors.pump import Pump, unwrap
+from actors.pump import Pump
+from actors.ray_errors import unwrap
 from actors.ray_export import RayExporter
 from confide.auth import Principal, TokenVerifier
 from confide.config import Settings
@@ -30,7 +31,7 @@ class GatewayCore:
         self.replica_id = uuid.uuid4().hex[:8]
         self.verifier = TokenVerifier(settings)
         self.directory = Directory(settings)
-        self.fanout = Fanout(self.directory, settings.poll_timeout_s)
+        self.fanout = Fanout(self.directory, settings.poll_timeout_s, self.replica_id)
         self.stats = GatewayStats()
         self._reporter: asyncio.Task[None] | None = None
 
@@ -92,7 +93,7 @@ class GatewayCore:
                 return None
             raw = msg.get("text")
             first: str | bytes = raw if raw is not None else msg.get("bytes") or b""
-            if len(first) > limit:
+            if len(first.encode() if isinstance(first, str) else first) > limit:
                 raise CloseConnection(CloseCode.TOO_LARGE, "frame too large")
             return authenticate(self.verifier, bearer(ws.headers.get("authorization")), first)
         except CloseConnection as close:

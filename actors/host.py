@@ -61,7 +61,10 @@ class Host:
         self._touched: dict[str, float] = {}
         self._inflight: dict[tuple[str, str, str], asyncio.Future[int]] = {}
         self._inboxes: dict[str, set[str]] = {}
-        self.committer = GroupCommitter(self._write, self.publish, self._forget)
+        self.committer = GroupCommitter(self._write, self._published, self._forget)
+        self._inbox_locks: dict[str, asyncio.Lock] = {}
+        #: Gateway replicas reading this host, and when each last polled (monotonic).
+        self._readers: dict[str, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.system = SystemStream()
         self._streams: dict[str, _Watched] = {}
@@ -78,13 +81,24 @@ class Host:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def poll(self, incarnation: str | None, cursor: int, timeout: float) -> dict[str, Any]:
+    def _published(self, event: Event) -> None:
+        """The group committer made a message durable: publish it, in offset order."""
+        self.publish(event)
+        session = self._sessions.get(event.topic.removeprefix("chat:"))
+        if session is not None:
+            session.committed(int(event.frame["offset"]))
+
+    async def poll(
+        self, reader: str, incarnation: str | None, cursor: int, timeout: float
+    ) -> dict[str, Any]:
         """Events after `cursor`, waiting up to `timeout` s for the first one.
 
         A reader of another incarnation (or a first reader) is answered at once with no
         events and the current head: it starts from there and resyncs from the store.
+        Polls are also the gateway replica's lease on its connections (see `_reap`).
         """
         self._start_sweeper()
+        self._readers[reader] = time.monotonic()
         if incarnation != self.incarnation:
             return {"incarnation": self.incarnation, "events": [], "cursor": self.log.head,
                     "lost": False}
@@ -100,6 +114,7 @@ class Host:
             except asyncio.TimeoutError:
                 break
         events, lost = self.log.since(cursor)
+        self._readers[reader] = time.monotonic()
         return {
             "incarnation": self.incarnation,
             "events": events,
@@ -116,19 +131,43 @@ class Host:
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(min(60.0, self.settings.entity_ttl_s))
+            await asyncio.sleep(min(60.0, self.settings.entity_ttl_s,
+                                    self.settings.poll_timeout_s))
+            self._reap(time.monotonic())
             cutoff = time.monotonic() - self.settings.entity_ttl_s
             for sid in [s for s, t in self._touched.items() if t < cutoff]:
                 session = self._sessions.get(sid)
                 if session is not None and session.connection_count == 0:
                     self._forget({sid})
 
+    def _reap(self, now: float) -> None:
+        """Drop the connections of gateway replicas that stopped polling (they died)."""
+        stale = [r for r, t in self._readers.items()
+                 if now - t > 3 * self.settings.poll_timeout_s + 5]
+        for reader in stale:
+            del self._readers[reader]
+            prefix = f"{reader}:"
+            for session in self._sessions.values():
+                for e in session.drop_connections(prefix):
+                    self.publish(e)
+            for user, conns in list(self._inboxes.items()):
+                conns.difference_update({c for c in conns if c.startswith(prefix)})
+                if not conns:
+                    del self._inboxes[user]
+            for topic, watched in list(self._streams.items()):
+                watched.conns.difference_update(
+                    {c for c in watched.conns if c.startswith(prefix)})
+                if not watched.conns:
+                    del self._streams[topic]
+            log.info("dropped the connections of a gateway replica that stopped polling")
+
     def _forget(self, session_ids: set[str]) -> None:
         for sid in session_ids:
             self._sessions.pop(sid, None)
             self._touched.pop(sid, None)
 
-    async def session(self, session_id: str) -> ChatSession:
+    async def session(self, session_id: str, create: bool = True) -> ChatSession:
+        """The session entity, loaded from the store on first use (created if `create`)."""
         self._touched[session_id] = time.monotonic()
         found = self._sessions.get(session_id)
         if found is not None:
@@ -139,7 +178,10 @@ class Host:
         fut: asyncio.Future[ChatSession] = asyncio.get_running_loop().create_future()
         self._loading[session_id] = fut
         try:
-            record, recent = await asyncio.to_thread(self._load_or_create, session_id)
+            loaded = await asyncio.to_thread(self._load_or_create, session_id, create)
+            if loaded is None:
+                raise NotFound("no such session")
+            record, recent = loaded
             session = ChatSession.load(record)
             session.preload_ids(recent)
             self._sessions[session_id] = session
@@ -152,8 +194,12 @@ class Host:
         finally:
             del self._loading[session_id]
 
-    def _load_or_create(self, session_id: str) -> tuple[SessionRecord, list[tuple[str, str, int]]]:
+    def _load_or_create(
+        self, session_id: str, create: bool
+    ) -> tuple[SessionRecord, list[tuple[str, str, int]]] | None:
         record = self.store.load_session(session_id)
+        if record is None and not create:
+            return None
         if record is None:
             fresh = SessionRecord(session_id, uuid.uuid4().hex[:16], time.time())
             record = self.store.create_session(fresh)
@@ -216,6 +262,9 @@ class Host:
             if pending is not None:
                 await asyncio.shield(pending)
             return {"type": "ack", "id": msg.id, "offset": offset}
+        if self._sessions.get(session_id) is not session:
+            # Reloaded meanwhile (a failed commit): order the message on the fresh entity.
+            return await self.chat_message(session_id, conn_id, who, msg)
         started = time.perf_counter()
         stored = session.accept(conn_id, who, msg, time.time())
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -272,6 +321,8 @@ class Host:
         config = dict(session.config) | {"fhe": fhe}
         await asyncio.to_thread(self.store.set_session_config, session_id, config)
         session.config = config
+        # Tell the gateways: connections already open may now take 8 MiB frames.
+        self.publish(Event(session.topic, {"type": "_config", "large_frames": True}))
         return {"session_id": session_id, "fhe": fhe}
 
     def _background(self, coro: Any) -> None:
@@ -281,7 +332,9 @@ class Host:
 
     async def chat_end(self, session_id: str, conn_id: str, who: Principal) -> None:
         session = await self.session(session_id)
-        events = session.end(conn_id, who)
+        events = session.end(conn_id, who)  # from here on, no message is accepted
+        pending = [f for k, f in self._inflight.items() if k[0] == session_id]
+        await asyncio.gather(*pending, return_exceptions=True)  # `ended` comes after them
         await asyncio.to_thread(self.store.end_session, session_id, time.time())
         for e in events:
             self.publish(e)
@@ -291,6 +344,13 @@ class Host:
     def _inbox_topic(self, user: str) -> str:
         return f"inbox:{user}"
 
+    def _inbox_lock(self, user: str) -> asyncio.Lock:
+        """Inbox state changes of one user happen one at a time (read, then write)."""
+        lock = self._inbox_locks.get(user)
+        if lock is None:
+            lock = self._inbox_locks[user] = asyncio.Lock()
+        return lock
+
     async def inbox_post(
         self, producer: Principal, req: NotificationRequest, idempotency_key: str | None
     ) -> dict[str, Any]:
@@ -298,7 +358,8 @@ class Host:
         rec = inbox.new_record(req, producer.user, idempotency_key, time.time())
         stored, created = await asyncio.to_thread(self.store.insert_notification, rec)
         if created and self._inboxes.get(stored.user):
-            await self._send_live(stored)
+            async with self._inbox_lock(stored.user):
+                await self._send_live(stored)
         return {"id": stored.id, "state": "queued"}
 
     async def _send_live(self, rec: NotificationRecord) -> None:
@@ -310,13 +371,14 @@ class Host:
         """A connection opens: counts, then every undelivered notification, oldest first."""
         self._inboxes.setdefault(user, set()).add(conn_id)
         now = time.time()
-        records = await asyncio.to_thread(self.store.undelivered_notifications, user, now)
-        for rec in records:
-            inbox.mark_sent(rec, now)
-        if records:
-            await asyncio.to_thread(self.store.update_notifications, records)
+        async with self._inbox_lock(user):
+            records = await asyncio.to_thread(self.store.undelivered_notifications, user, now)
+            for rec in records:
+                inbox.mark_sent(rec, now)
+            if records:
+                await asyncio.to_thread(self.store.update_notifications, records)
+            pending, unread = await asyncio.to_thread(self.store.notification_counts, user, now)
         items = [inbox.frame(rec) for rec in records]
-        pending, unread = await asyncio.to_thread(self.store.notification_counts, user, now)
         return {"pending": pending, "unread": unread, "items": items}
 
     async def inbox_detach(self, user: str, conn_id: str) -> None:
@@ -327,11 +389,12 @@ class Host:
                 del self._inboxes[user]
 
     async def inbox_ack(self, user: str, notification_id: str, state: str) -> None:
-        rec = await asyncio.to_thread(self.store.get_notification, notification_id)
-        if rec is None:
-            raise NotFound("no such notification")
-        if inbox.acknowledge(rec, user, state, time.time()):
-            await asyncio.to_thread(self.store.update_notifications, [rec])
+        async with self._inbox_lock(user):
+            rec = await asyncio.to_thread(self.store.get_notification, notification_id)
+            if rec is None:
+                raise NotFound("no such notification")
+            if inbox.acknowledge(rec, user, state, time.time()):
+                await asyncio.to_thread(self.store.update_notifications, [rec])
 
     async def inbox_list(
         self, user: str, state: str, limit: int, before: str | None
@@ -345,9 +408,8 @@ class Host:
         rec = await asyncio.to_thread(self.store.get_notification, notification_id)
         if rec is None or not inbox.visible_to(rec, who.user):
             raise NotFound("no such notification")
-        now = time.time()
-        if inbox.expired(rec, now):
-            await asyncio.to_thread(self.store.update_notifications, [inbox.mark_expired(rec)])
+        if inbox.expired(rec, time.time()):
+            inbox.mark_expired(rec)  # shown as such; stored so on the user's next connect
         return inbox.status(rec)
 
     # ------------------------------------------------------------ analytics
@@ -359,13 +421,15 @@ class Host:
         of an `fhe:` stream, None before its first contribution)."""
         if ref.kind == "fhe":
             await self.fhe.check_owner(ref, who)
+        figures = None if ref.kind == "fhe" else await self._figures(ref)
         watched = self._streams.get(ref.topic)
         if watched is None:
             watched = self._streams[ref.topic] = _Watched(ref, set(), Throttle())
+            if figures is not None:
+                watched.throttle.due(figures, time.time())  # the snapshot counts as sent
         watched.conns.add(conn_id)
-        if ref.kind == "fhe":
+        if figures is None:
             return await self.fhe.frame(ref)
-        figures = await self._figures(ref)
         return {"type": "metrics", "stream": ref.name, "ts": time.time(), "data": figures}
 
     async def fhe_submit(self, ref: StreamRef, ciphertext: str) -> None:
@@ -389,7 +453,7 @@ class Host:
         if ref.kind == "system":
             return self.system.snapshot(now)
         if ref.kind == "session":
-            session = await self.session(ref.route.removeprefix("chat:"))
+            session = await self.session(ref.route.removeprefix("chat:"), create=False)
             return session.figures(now)
         raise NotFound("no such stream")
 
@@ -493,5 +557,7 @@ class HostActor:
             log.exception("host operation %s failed", op)
             raise
 
-    async def poll(self, incarnation: str | None, cursor: int, timeout: float) -> dict[str, Any]:
-        return await self._host.poll(incarnation, cursor, timeout)
+    async def poll(
+        self, reader: str, incarnation: str | None, cursor: int, timeout: float
+    ) -> dict[str, Any]:
+        return await self._host.poll(reader, incarnation, cursor, timeout)

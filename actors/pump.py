@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from actors.fanout import Outgoing
+from actors.ray_errors import unwrap
 from confide.auth import Principal
 from confide.connection import InboundGate
 from confide.errors import CloseCode, CloseConnection, ConfideError
@@ -27,12 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("confide.pump")
 
 RESYNC = object()
-
-
-def unwrap(exc: BaseException) -> BaseException:
-    """The original exception inside a Ray task error."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
 
 
 class Pump:
@@ -169,17 +164,18 @@ class Pump:
             text = msg.get("text")
             raw: str | bytes = text if text is not None else msg.get("bytes") or b""
             self.core.stats.received(self.endpoint, len(raw))
+            frame: Frame | None = None
             try:
                 frame = self.gate.check(raw, time.time())
                 if isinstance(frame, Ping):
                     self.push_frame(Pong(id=frame.id))
                 else:
                     await self.handle(frame)
-            except ConfideError as err:
-                self.push_error(err)
             except Exception as exc:
                 inner = unwrap(exc)
                 if isinstance(inner, ConfideError):
+                    if inner.frame_id is None:  # errors raised on hosts know no frame
+                        inner.frame_id = getattr(frame, "id", None)
                     self.push_error(inner)
                 elif isinstance(inner, CloseConnection):
                     raise inner from None

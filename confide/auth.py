@@ -36,9 +36,18 @@ class Principal:
 
 
 class TokenVerifier:
+    """HS256 with the shared secret, or RS256/ES256 with a PEM public key or a JWKS file
+    (the token's `kid` picks the key)."""
+
     def __init__(self, settings: Settings) -> None:
-        if settings.jwt_public_key is not None:
-            self._key: str = settings.jwt_public_key.read_text()
+        self._jwks: dict[str, Any] = {}
+        self._key: Any = None
+        if settings.jwt_jwks is not None:
+            keyset = jwt.PyJWKSet.from_json(settings.jwt_jwks.read_text())
+            self._jwks = {k.key_id: k for k in keyset.keys if k.key_id}
+            self._algorithms = ["RS256", "ES256"]
+        elif settings.jwt_public_key is not None:
+            self._key = settings.jwt_public_key.read_text()
             self._algorithms = ["RS256", "ES256"]
         else:
             self._key = settings.signing_secret()
@@ -46,12 +55,20 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
 
+    def _key_for(self, token: str) -> Any:
+        if not self._jwks:
+            return self._key
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str) or kid not in self._jwks:
+            raise jwt.InvalidTokenError("unknown key id")
+        return self._jwks[kid]
+
     def verify(self, token: str) -> Principal:
         """The token's principal, or `Unauthorized` (close 4401) with no token detail."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
+                self._key_for(token),
                 algorithms=self._algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
@@ -59,7 +76,7 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except jwt.PyJWTError:  # InvalidKeyError (alg vs key type) is not an InvalidTokenError
+        except (jwt.PyJWTError, TypeError, ValueError):  # also: a key of another type  # InvalidKeyError (alg vs key type) is not an InvalidTokenError
             raise Unauthorized("invalid token") from None
         sub, role = claims["sub"], claims.get("role", "client")
         sessions = claims.get("sessions", [])

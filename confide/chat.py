@@ -39,7 +39,10 @@ class ResumePlan:
 @dataclass
 class ChatSession:
     record: SessionRecord
+    #: The last offset given to a message (it may still be committing).
     last_offset: int = 0
+    #: The last offset known durable and published: what joins and resumes are told.
+    committed_offset: int = 0
     first_offset: int = 1
     ended: bool = False
     config: dict[str, Any] = field(default_factory=dict)
@@ -54,6 +57,7 @@ class ChatSession:
         return cls(
             record=record,
             last_offset=record.last_offset,
+            committed_offset=record.last_offset,
             first_offset=record.first_offset,
             ended=record.ended_at is not None,
             config=dict(record.config),
@@ -100,7 +104,7 @@ class ChatSession:
         welcome = {
             "session_id": self.session_id,
             "epoch": self.epoch,
-            "offset": self.last_offset,
+            "offset": self.committed_offset,
             "members": self.members(),
             "recovered": plan.recovered,
         }
@@ -111,20 +115,27 @@ class ChatSession:
 
     def plan_resume(self, resume: Resume | None) -> ResumePlan:
         if resume is None:
-            return ResumePlan(True, None, self.last_offset)
+            return ResumePlan(True, None, self.committed_offset)
         known = (
             resume.epoch == self.epoch
-            and self.first_offset - 1 <= resume.offset <= self.last_offset
+            and self.first_offset - 1 <= resume.offset <= self.committed_offset
         )
         if not known:
-            return ResumePlan(False, None, self.last_offset)
-        return ResumePlan(True, resume.offset, self.last_offset)
+            return ResumePlan(False, None, self.committed_offset)
+        return ResumePlan(True, resume.offset, self.committed_offset)
 
     def leave(self, conn_id: str) -> list[Event]:
         conn = self._conns.pop(conn_id, None)
         if conn is None or self._online(conn.user):
             return []
         return [self._presence("leave", conn.user)]
+
+    def drop_connections(self, prefix: str) -> list[Event]:
+        """Forget the connections whose id starts with `prefix` (a dead gateway replica)."""
+        events: list[Event] = []
+        for conn_id in [c for c in self._conns if c.startswith(prefix)]:
+            events += self.leave(conn_id)
+        return events
 
     def _presence(self, event: str, user: str) -> Event:
         frame = {"type": "presence", "event": event, "user": user, "members": self.members()}
@@ -182,7 +193,11 @@ class ChatSession:
         return stored
 
     def published(self, stored: StoredMessage) -> Event:
-        return Event(self.topic, stored.frame())
+        return Event(self.topic, stored.frame(), size=_body_size(stored.body))
+
+    def committed(self, offset: int) -> None:
+        """A message is durable and published (the host calls this in offset order)."""
+        self.committed_offset = max(self.committed_offset, offset)
 
     def trimmed(self, retention: int) -> None:
         self.first_offset = max(self.first_offset, self.last_offset - retention + 1)
@@ -213,5 +228,15 @@ class ChatSession:
 
     def history_bounds(self, before: int | None) -> int:
         """The exclusive upper offset of a history page."""
-        top = self.last_offset + 1
+        top = self.committed_offset + 1
         return top if before is None else min(before, top)
+
+
+def _body_size(body: dict[str, Any]) -> int:
+    """A cheap estimate of a body's size, for the hosts' event log budget."""
+    size = 64
+    for value in body.values():
+        size += len(value) if isinstance(value, str) else 16
+        if isinstance(value, dict):
+            size += _body_size(value)
+    return size

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     jwt_secret: str = ""
     jwt_public_key: Path | None = None
+    #: A JWKS file (RS256/ES256 keys chosen by the token's `kid`); wins over the PEM key.
+    jwt_jwks: Path | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ class Event:
     #: The gateway closes the matching connections with this code after the frame.
     close_code: int | None = None
     seq: int = 0
+    #: Approximate bytes, for the log's memory budget.
+    size: int = 256
 
     def for_connection(self, user: str, role: str) -> bool:
         if self.exclude_user is not None and user == self.exclude_user:
@@ -35,10 +38,13 @@ class EventLog:
 
     Readers ask for everything after their cursor; `lost` is True when the log no
     longer holds events a reader had not yet seen (it must resync from the store).
+    The log keeps at most `capacity` events and about `max_bytes` of them.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = 256 * 2**20) -> None:
         self._capacity = capacity
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._events: list[Event] = []
         self._next_seq = 1
 
@@ -48,14 +54,19 @@ class EventLog:
         return self._next_seq - 1
 
     def append(self, event: Event) -> Event:
-        stamped = Event(
-            event.topic, event.frame, event.exclude_user, event.only_roles,
-            event.only_user, event.close_code, self._next_seq,
-        )
+        stamped = dataclasses.replace(event, seq=self._next_seq)
         self._next_seq += 1
         self._events.append(stamped)
-        if len(self._events) > 2 * self._capacity:
-            del self._events[: len(self._events) - self._capacity]
+        self._bytes += stamped.size
+        if len(self._events) > 2 * self._capacity or self._bytes > self._max_bytes:
+            # Trim to `capacity` events and half the byte budget (amortized: not each time).
+            drop = max(0, len(self._events) - self._capacity)
+            dropped = sum(e.size for e in self._events[:drop])
+            while self._bytes - dropped > self._max_bytes // 2 and drop < len(self._events) - 1:
+                dropped += self._events[drop].size
+                drop += 1
+            del self._events[:drop]
+            self._bytes -= dropped
         return stamped
 
     def since(self, cursor: int, limit: int = 5000) -> tuple[list[Event], bool]:

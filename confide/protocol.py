@@ -166,9 +166,14 @@ _ENDPOINT_TYPES: dict[str, dict[str, type[Frame]]] = {
 _client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); browsers' JSON.parse rejects them."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _load_object(text: str | bytes) -> dict[str, Any]:
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         raise InvalidMessage("frame is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):

@@ -58,6 +58,10 @@ async def test_bad_frames_get_error_frames_and_keep_the_connection(server: Serve
     await raw.send({"type": "message", "id": "e", "body": {"x": 1}, "encrypted": True})
     err = await raw.until(lambda f: f["type"] == "error")
     assert err["code"] == "invalid_message"
+    await raw.send({"type": "message", "id": "f1", "body": {
+        "features": {"key_id": "k", "ciphertext": "AAAA"}}})
+    err = await raw.until(lambda f: f["type"] == "error")  # raised on the host
+    assert err["code"] == "invalid_message" and err["id"] == "f1"
     await raw.send({"type": "message", "id": "ok", "body": {"t": "fine"}})
     ack = await raw.until(lambda f: f["type"] == "ack")
     assert ack == {"type": "ack", "id": "ok", "offset": 1}

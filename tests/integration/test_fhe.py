@@ -113,6 +113,13 @@ async def test_hundred_contributions_sum_exactly(fhe_server: Server, keys: KeySe
     other = conns[0]
     await other.send({"type": "subscribe", "stream": stream, "key_id": keys.key_id})
     assert (await other.until(lambda f: f["type"] == "error"))["code"] == "forbidden"
+    await other.send({"type": "submit", "id": "late", "stream": stream,
+                      "key_id": keys.key_id, "ciphertext": cts[0]})
+    assert (await other.until(lambda f: f["type"] in ("ack", "error")))["type"] == "ack"
+    await owner.until(lambda f: f["type"] == "aggregate" and f["count"] == 101, timeout=60)
+    await other.send({"type": "ping", "id": "sync"})
+    await other.until(lambda f: f["type"] == "pong")
+    assert not any(f["type"] == "aggregate" for f in other.seen)  # refused means refused
     await other.send({"type": "submit", "id": "x", "stream": stream, "key_id": "nope",
                       "ciphertext": cts[0]})
     assert (await other.until(lambda f: f["type"] == "error"))["code"] == "not_found"

@@ -265,3 +265,26 @@ def test_verifier_uses_dev_secret_without_config(tmp_path: Path) -> None:
     v = TokenVerifier(s)
     assert v.verify(mint_token(s.signing_secret(), "carol")).user == "carol"
     rejected(v, mint_token(SECRET, "carol"))
+
+
+def test_jwks_file_picks_the_key_by_kid(tmp_path: Path) -> None:
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    keys = []
+    for kid, private in (("r1", rsa_key), ("e1", ec_key)):
+        jwk = json.loads(jwt.algorithms.get_default_algorithms()[
+            "RS256" if kid == "r1" else "ES256"].to_jwk(private.public_key()))
+        jwk["kid"] = kid
+        keys.append(jwk)
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": keys}))
+    v = TokenVerifier(Settings(jwt_jwks=path, jwt_secret="unused-because-jwks-wins-0123456789"))
+    ok_rsa = jwt.encode(claims(sub="r"), rsa_key, algorithm="RS256", headers={"kid": "r1"})
+    ok_ec = jwt.encode(claims(sub="e"), ec_key, algorithm="ES256", headers={"kid": "e1"})
+    assert v.verify(ok_rsa).user == "r" and v.verify(ok_ec).user == "e"
+    wrong_kid = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "e1"})
+    unknown = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "zz"})
+    no_kid = jwt.encode(claims(), rsa_key, algorithm="RS256")
+    hs_token = hs(claims())
+    for token in (wrong_kid, unknown, no_kid, hs_token):
+        rejected(v, token)

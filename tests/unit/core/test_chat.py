@@ -165,7 +165,7 @@ def test_resume_after_trimming(principal: Make) -> None:
     alice = principal()
     s.join("c1", alice, None)
     for i in range(10):
-        s.accept("c1", alice, msg(f"m{i}"), float(i))
+        s.committed(s.accept("c1", alice, msg(f"m{i}"), float(i)).offset)
     s.trimmed(retention=5)  # offsets 16..20 retained
     assert s.first_offset == 16
     assert s.plan_resume(Resume(offset=15, epoch="epoch-1")) == ResumePlan(True, 15, 20)
@@ -329,3 +329,27 @@ def test_therapist_ends_session(principal: Make) -> None:
 )
 def test_history_bounds(before: int | None, bound: int) -> None:
     assert session(last=10).history_bounds(before) == bound
+
+
+def test_joins_and_resumes_see_only_committed_offsets(principal: Make) -> None:
+    s = session(last=3)
+    alice = principal()
+    s.join("c1", alice, None)
+    stored = s.accept("c1", alice, msg("in-flight"), 1.0)  # offset 4, not yet durable
+    welcome, plan, _ = s.join("c2", principal("bob"), None)
+    assert welcome["offset"] == 3 and plan.upto == 3
+    assert s.plan_resume(Resume(offset=4, epoch="epoch-1")).recovered is False
+    s.committed(stored.offset)
+    welcome, plan, _ = s.join("c3", principal("cat"), Resume(offset=3, epoch="epoch-1"))
+    assert welcome["offset"] == 4 and plan == ResumePlan(True, 3, 4)
+
+
+def test_connections_of_a_dead_replica_are_dropped(principal: Make) -> None:
+    s = session()
+    s.join("gw1:a", principal("alice"), None)
+    s.join("gw2:b", principal("bob"), None)
+    s.join("gw1:c", principal("bob"), None)
+    events = s.drop_connections("gw1:")
+    assert [(e.frame["event"], e.frame["user"]) for e in events] == [("leave", "alice")]
+    assert [m["user"] for m in s.members()] == ["bob"]
+    assert s.connection_count == 1

@@ -122,3 +122,14 @@ def test_long_run_never_loses_a_reader_that_keeps_up(capacity: int) -> None:
             cursor = log.head
     assert seen == list(range(1, len(seen) + 1))
     assert len(seen) >= 199 - capacity
+
+
+def test_log_keeps_within_its_byte_budget() -> None:
+    log = EventLog(capacity=1000, max_bytes=10_000)
+    for _ in range(100):
+        log.append(Event("t", {}, size=1_000))
+    assert log._bytes <= 10_000
+    kept, _ = log.since(log.head - 1)
+    assert [e.seq for e in kept] == [100]  # the newest is always kept
+    _, lost = log.since(0)
+    assert lost  # a reader that far behind must resync

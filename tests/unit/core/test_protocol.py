@@ -431,3 +431,10 @@ def test_stored_message_frame_is_a_message_event() -> None:
     event = parse_server_frame(m.frame())
     assert event.type == "message"
     assert event.dump() == m.frame()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_constants_are_refused(constant: str) -> None:
+    text = '{"type":"message","id":"a","body":{"v":' + constant + '}}'
+    with pytest.raises(InvalidMessage):
+        parse_client_frame(text, "chat")
