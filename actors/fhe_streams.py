@@ -47,6 +47,7 @@ class _Aggregate:
     task: asyncio.Task[None] | None = None
     dirty: bool = False
     throttle: Throttle = field(default_factory=Throttle)
+    touched: float = field(default_factory=time.monotonic)
 
 
 class FheStreams:
@@ -84,6 +85,7 @@ class FheStreams:
     async def _aggregate(self, ref: StreamRef) -> _Aggregate:
         agg = self._aggregates.get(ref.topic)
         if agg is not None:
+            agg.touched = time.monotonic()
             return agg
         lock = self._loading.setdefault(ref.topic, asyncio.Lock())
         async with lock:
@@ -93,7 +95,16 @@ class FheStreams:
                 saved = await asyncio.to_thread(self.store.load_aggregate, ref.name, ref.key_id)
                 count, total = saved if saved is not None else (0, None)
                 agg = self._aggregates[ref.topic] = _Aggregate(ref, count, total)
+        self._loading.pop(ref.topic, None)
         return agg
+
+    def evict_idle(self, cutoff: float, watched: set[str]) -> None:
+        """Drop idle aggregates from memory (their sums are in the store) and cached keys."""
+        for topic, agg in list(self._aggregates.items()):
+            busy = agg.pending or (agg.task is not None and not agg.task.done())
+            if not busy and not agg.dirty and topic not in watched and agg.touched < cutoff:
+                del self._aggregates[topic]
+        self._keys.clear()
 
     # ------------------------------------------------------------- analytics
 

@@ -135,6 +135,7 @@ class Host:
                                     self.settings.poll_timeout_s))
             self._reap(time.monotonic())
             cutoff = time.monotonic() - self.settings.entity_ttl_s
+            self.fhe.evict_idle(cutoff, set(self._streams))
             for sid in [s for s, t in self._touched.items() if t < cutoff]:
                 session = self._sessions.get(sid)
                 if session is not None and session.connection_count == 0:
