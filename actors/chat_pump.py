@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
 from actors.fanout import Outgoing
 from actors.pump import RESYNC, Pump
-from confide.errors import CloseCode, CloseConnection
+from actors.ray_errors import unwrap
+from confide.errors import CloseCode, CloseConnection, ConfideError, Internal
 from confide.protocol import (
     ChatMessage,
     End,
@@ -17,6 +20,11 @@ from confide.protocol import (
     StatusUpdate,
     Welcome,
 )
+
+log = logging.getLogger("confide.chat")
+
+#: Messages of one connection sent to the host in one call at most.
+MAX_BATCH = 64
 
 
 class ChatPump(Pump):
@@ -29,6 +37,8 @@ class ChatPump(Pump):
         self.host = self.core.directory.host_for(self.topic)
         self.epoch = ""
         self.last_offset = 0
+        self._outbox: list[tuple[ChatMessage, float]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         if not self.who.may_join(self.session_id):
@@ -72,13 +82,15 @@ class ChatPump(Pump):
 
     async def handle(self, frame: Frame) -> None:
         if isinstance(frame, ChatMessage):
-            started = time.perf_counter()
-            ack = await self.host.call.remote(
-                "chat_message", self.session_id, self.conn_id, self.who, frame
-            )
-            self.core.stats.acked(time.perf_counter() - started)
-            self.push_frame(ack)
-        elif isinstance(frame, StatusUpdate):
+            # Messages go to the host in batches, in order, while the reader reads on:
+            # one host call per batch, and pings are answered at once meanwhile.
+            self._outbox.append((frame, time.perf_counter()))
+            if self._sender is None or self._sender.done():
+                self._sender = asyncio.create_task(self._send_messages())
+            return
+        if self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)  # other frames come after earlier messages
+        if isinstance(frame, StatusUpdate):
             await self.host.call.remote(
                 "chat_status", self.session_id, self.conn_id, self.who, frame.status
             )
@@ -88,6 +100,34 @@ class ChatPump(Pump):
             )
         elif isinstance(frame, End):
             await self.host.call.remote("chat_end", self.session_id, self.conn_id, self.who)
+
+    async def _send_messages(self) -> None:
+        while self._outbox:
+            batch = self._outbox[:MAX_BATCH]
+            del self._outbox[:MAX_BATCH]
+            try:
+                answers: list[dict[str, Any]] = await self.host.call.remote(
+                    "chat_messages", self.session_id, self.conn_id, self.who,
+                    [m for m, _ in batch],
+                )
+            except Exception as exc:  # noqa: BLE001 - every message of the batch is answered
+                inner = unwrap(exc)
+                if isinstance(inner, CloseConnection):
+                    self.close_with(inner.close_code, inner.reason)
+                    return
+                if not isinstance(inner, ConfideError):
+                    log.error("sending messages failed: %s", type(inner).__name__)
+                    inner = Internal("message could not be stored")
+                for m, _ in batch:
+                    self.push_error(type(inner)(inner.message, frame_id=m.id))
+                continue
+            now = time.perf_counter()
+            for (_, received), answer in zip(batch, answers, strict=True):
+                if answer.get("type") == "ack":
+                    self.core.stats.acked(now - received)
+                else:
+                    self.core.stats.error(self.endpoint, str(answer.get("code")))
+                self.push_frame(answer)
 
     async def render(self, item: Any) -> None:
         if item is RESYNC:
@@ -118,5 +158,7 @@ class ChatPump(Pump):
             await super().render(item)
 
     async def finish(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()  # what reached the host commits; the client resends
         self.core.fanout.unsubscribe(self.topic, self)
         await self.host.call.remote("chat_leave", self.session_id, self.conn_id)

@@ -25,16 +25,20 @@ from confide.analytics import StreamRef, SystemStream, Throttle
 from confide.auth import Principal
 from confide.chat import IDEMPOTENCY_CACHE, ChatSession
 from confide.config import Settings
-from confide.errors import ConfideError, Forbidden, Internal, NotFound
+from confide.errors import CloseConnection, ConfideError, Forbidden, Internal, NotFound
 from confide.events import Event, EventLog
 from confide.inbox import NotificationRequest
 from confide.metrics import Window, rss_mb
-from confide.protocol import ChatMessage, HistoryRequest, Resume, Status
+from confide.protocol import ChatMessage, Error, HistoryRequest, Resume, Status
 from confide.store import NotificationRecord, SessionRecord, StoredMessage, open_store
 
 log = logging.getLogger("confide.host")
 
 REPLAY_PAGE = 500
+
+
+def _error(err: ConfideError, frame_id: str) -> dict[str, Any]:
+    return Error(code=err.code.value, message=err.message, id=frame_id).dump()
 
 
 @dataclass
@@ -243,6 +247,41 @@ class Host:
     async def chat_message(
         self, session_id: str, conn_id: str, who: Principal, msg: ChatMessage
     ) -> dict[str, Any]:
+        """One message: its ack once it is durable (and published)."""
+        return await (await self._admit(session_id, conn_id, who, msg))
+
+    async def chat_messages(
+        self, session_id: str, conn_id: str, who: Principal, msgs: list[ChatMessage]
+    ) -> list[dict[str, Any]]:
+        """A connection's messages in the order sent: one answer each, an `ack` or an
+        `error` frame. They are ordered one by one and committed together."""
+        answers: list[tuple[str, asyncio.Future[dict[str, Any]] | dict[str, Any]]] = []
+        closing: CloseConnection | None = None
+        for msg in msgs:
+            try:
+                answers.append((msg.id, await self._admit(session_id, conn_id, who, msg)))
+            except ConfideError as e:
+                answers.append((msg.id, _error(e, msg.id)))
+            except CloseConnection as e:  # the session ended: accept nothing more
+                closing = e
+                break
+        results: list[dict[str, Any]] = []
+        for msg_id, answer in answers:
+            try:
+                results.append(answer if isinstance(answer, dict) else await answer)
+            except ConfideError as e:
+                results.append(_error(e, msg_id))
+        if closing is not None:
+            raise closing
+        return results
+
+    async def _admit(
+        self, session_id: str, conn_id: str, who: Principal, msg: ChatMessage
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Check and order a message; the returned future gives its ack once committed.
+
+        Messages admitted one after the other are committed in that order.
+        """
         session = await self.session(session_id)
         sender = who.user
         key = (session_id, sender, msg.id)
@@ -259,21 +298,32 @@ class Host:
                 session.remember(sender, msg.id, found.offset)
                 offset = found.offset
         if offset is not None:
-            pending = self._inflight.get(key)
-            if pending is not None:
-                await asyncio.shield(pending)
-            return {"type": "ack", "id": msg.id, "offset": offset}
+            return asyncio.ensure_future(self._duplicate(key, msg.id, offset))
         if self._sessions.get(session_id) is not session:
             # Reloaded meanwhile (a failed commit): order the message on the fresh entity.
-            return await self.chat_message(session_id, conn_id, who, msg)
+            return await self._admit(session_id, conn_id, who, msg)
         started = time.perf_counter()
         stored = session.accept(conn_id, who, msg, time.time())
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._inflight[key] = done
+        return asyncio.ensure_future(self._commit(session, stored, done, key, started, scored))
+
+    async def _duplicate(
+        self, key: tuple[str, str, str], msg_id: str, offset: int
+    ) -> dict[str, Any]:
+        pending = self._inflight.get(key)
+        if pending is not None:
+            await asyncio.shield(pending)
+        return {"type": "ack", "id": msg_id, "offset": offset}
+
+    async def _commit(
+        self, session: ChatSession, stored: StoredMessage, done: asyncio.Future[int],
+        key: tuple[str, str, str], started: float, scored: bytes | None,
+    ) -> dict[str, Any]:
         try:
             await self.committer.commit(stored, session.published(stored))
         except Exception:
-            log.exception("commit failed for a message of session %s", session_id)
+            log.exception("commit failed for a message of session %s", session.session_id)
             done.set_exception(Internal("message could not be stored"))
             done.exception()
             raise Internal("message could not be stored") from None
@@ -285,7 +335,7 @@ class Host:
             self._background(self.fhe.insight(session.topic, stored.offset, session.config,
                                               scored))
         session.trimmed(self.settings.retention_messages)
-        return {"type": "ack", "id": msg.id, "offset": stored.offset}
+        return {"type": "ack", "id": stored.id, "offset": stored.offset}
 
     async def chat_status(
         self, session_id: str, conn_id: str, who: Principal, status: Status
