@@ -65,7 +65,9 @@ class Host:
         self._touched: dict[str, float] = {}
         self._inflight: dict[tuple[str, str, str], asyncio.Future[int]] = {}
         self._inboxes: dict[str, set[str]] = {}
-        self.committer = GroupCommitter(self._write, self._published, self._forget)
+        self.committer = GroupCommitter(self._write, self._published, self._reload)
+        #: Connections of sessions dropped after a failed write, for their reload.
+        self._carried: dict[str, ChatSession] = {}
         self._inbox_locks: dict[str, asyncio.Lock] = {}
         #: Gateway replicas reading this host, and when each last polled (monotonic).
         self._readers: dict[str, float] = {}
@@ -166,6 +168,14 @@ class Host:
                     del self._streams[topic]
             log.info("dropped the connections of a gateway replica that stopped polling")
 
+    def _reload(self, session_ids: set[str]) -> None:
+        """A write failed: reload these sessions from the store, keeping who is connected."""
+        for sid in session_ids:
+            session = self._sessions.get(sid)
+            if session is not None:
+                self._carried[sid] = session
+        self._forget(session_ids)
+
     def _forget(self, session_ids: set[str]) -> None:
         for sid in session_ids:
             self._sessions.pop(sid, None)
@@ -173,9 +183,9 @@ class Host:
 
     async def session(self, session_id: str, create: bool = True) -> ChatSession:
         """The session entity, loaded from the store on first use (created if `create`)."""
-        self._touched[session_id] = time.monotonic()
         found = self._sessions.get(session_id)
         if found is not None:
+            self._touched[session_id] = time.monotonic()
             return found
         loading = self._loading.get(session_id)
         if loading is not None:
@@ -189,7 +199,11 @@ class Host:
             record, recent = loaded
             session = ChatSession.load(record)
             session.preload_ids(recent)
+            previous = self._carried.pop(session_id, None)
+            if previous is not None:
+                session.carry_connections(previous)
             self._sessions[session_id] = session
+            self._touched[session_id] = time.monotonic()
             fut.set_result(session)
             return session
         except BaseException as exc:
@@ -290,18 +304,18 @@ class Host:
             await self.fhe.check_features(session.config, features)
             if isinstance(features, dict) else None
         )
-        offset = session.known_offset(sender, msg.id)
-        if offset is None and not session.ids_complete:
+        found = None
+        if session.known_offset(sender, msg.id) is None and not session.ids_complete:
             found = await asyncio.to_thread(self.store.find_message, session_id, sender, msg.id)
-            offset = session.known_offset(sender, msg.id)  # a twin may have won meanwhile
-            if offset is None and found is not None:
-                session.remember(sender, msg.id, found.offset)
-                offset = found.offset
+        if self._sessions.get(session_id) is not session:
+            # Reloaded meanwhile (a failed commit): start again on the fresh entity.
+            return await self._admit(session_id, conn_id, who, msg)
+        offset = session.known_offset(sender, msg.id)  # a twin may have won meanwhile
+        if offset is None and found is not None:
+            session.remember(sender, msg.id, found.offset)
+            offset = found.offset
         if offset is not None:
             return asyncio.ensure_future(self._duplicate(key, msg.id, offset))
-        if self._sessions.get(session_id) is not session:
-            # Reloaded meanwhile (a failed commit): order the message on the fresh entity.
-            return await self._admit(session_id, conn_id, who, msg)
         started = time.perf_counter()
         stored = session.accept(conn_id, who, msg, time.time())
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -410,7 +424,10 @@ class Host:
         stored, created = await asyncio.to_thread(self.store.insert_notification, rec)
         if created and self._inboxes.get(stored.user):
             async with self._inbox_lock(stored.user):
-                await self._send_live(stored)
+                # A connecting tab may have sent (and the user acked) it meanwhile.
+                fresh = await asyncio.to_thread(self.store.get_notification, stored.id)
+                if fresh is not None and fresh.state == "queued":
+                    await self._send_live(fresh)
         return {"id": stored.id, "state": "queued"}
 
     async def _send_live(self, rec: NotificationRecord) -> None:

@@ -76,7 +76,7 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except (jwt.PyJWTError, TypeError, ValueError):  # also: a key of another type  # InvalidKeyError (alg vs key type) is not an InvalidTokenError
+        except (jwt.PyJWTError, TypeError, ValueError):  # also: a key of another type
             raise Unauthorized("invalid token") from None
         sub, role = claims["sub"], claims.get("role", "client")
         sessions = claims.get("sessions", [])

@@ -130,6 +130,10 @@ class ChatSession:
             return []
         return [self._presence("leave", conn.user)]
 
+    def carry_connections(self, previous: ChatSession) -> None:
+        """Keep the connections of the entity this one replaces (reloaded after a failure)."""
+        self._conns.update(previous._conns)
+
     def drop_connections(self, prefix: str) -> list[Event]:
         """Forget the connections whose id starts with `prefix` (a dead gateway replica)."""
         events: list[Event] = []
