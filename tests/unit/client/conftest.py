@@ -84,6 +84,28 @@ class Recorder:
         return [f for f in self.received if f.get("type") == kind]
 
 
+class Responder(Recorder):
+    """A server that welcomes each connection, then answers each frame with `_answer`."""
+
+    async def handler(self, ws: ServerConnection) -> None:
+        self.hellos.append(await recv(ws))
+        await send(ws, welcome())
+        self.sockets.append(ws)
+        self.changed()
+        try:
+            while True:
+                frame = await recv(ws)
+                self.received.append(frame)
+                await self._answer(ws, frame)
+                self.changed()
+        except ConnectionClosed:
+            self.sockets.remove(ws)
+            self.changed()
+
+    async def _answer(self, ws: ServerConnection, frame: Frame) -> None:
+        raise NotImplementedError
+
+
 class ChatServer(Recorder):
     """One chat session `s1`, user `alice`."""
 

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import pytest
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from confide.client import AnalyticsClient, ServerError
-from tests.unit.client.conftest import FAST, Recorder, recv, running, send, welcome
+from tests.unit.client.conftest import FAST, Responder, running, send
 
 
-class Analytics(Recorder):
+class Analytics(Responder):
     """Acks submits (an `ack` for another id first), refuses key `bad`; serves `system`
     (metrics with a connection counter) and refuses other streams."""
-
-    async def handler(self, ws: ServerConnection) -> None:
-        self.hellos.append(await recv(ws))
-        await send(ws, welcome())
-        self.sockets.append(ws)
-        self.changed()
-        try:
-            while True:
-                frame = await recv(ws)
-                self.received.append(frame)
-                await self._answer(ws, frame)
-                self.changed()
-        except ConnectionClosed:
-            self.sockets.remove(ws)
 
     async def _answer(self, ws: ServerConnection, frame: dict[str, object]) -> None:
         if frame["type"] == "submit":

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from confide.client import fhe as sdk
 from confide.client.cli import main
@@ -26,7 +25,7 @@ from fhe.client import KeySet, decrypt, encrypt, load_keys, save_keys
 from fhe.errors import FheError
 from fhe.keys import PublicBundle
 from fhe.models import MOOD_RISK_V1
-from tests.unit.client.conftest import Frame, Recorder, recv, running, send, welcome
+from tests.unit.client.conftest import Frame, Responder, running, send
 
 TOKEN = "owner-token-0123456789"
 #: Seconds to wait on any condition.
@@ -202,28 +201,13 @@ def test_upload_needs_a_key_set(tmp_path: Path, capsys: pytest.CaptureFixture[st
 # --------------------------------------------------------------------------- submit, watch
 
 
-class FheAnalytics(Recorder):
+class FheAnalytics(Responder):
     """Acks submits (unknown key → not_found); on an fhe subscribe with a key_id answers
     `subscribed`, then sends the scripted `aggregates`."""
 
     def __init__(self, aggregates: list[Frame] | None = None) -> None:
         super().__init__()
         self.aggregates = aggregates or []
-
-    async def handler(self, ws: ServerConnection) -> None:
-        self.hellos.append(await recv(ws))
-        await send(ws, welcome())
-        self.sockets.append(ws)
-        self.changed()
-        try:
-            while True:
-                frame = await recv(ws)
-                self.received.append(frame)
-                await self._answer(ws, frame)
-                self.changed()
-        except ConnectionClosed:
-            self.sockets.remove(ws)
-            self.changed()
 
     async def _answer(self, ws: ServerConnection, frame: Frame) -> None:
         if frame["type"] == "submit":
