@@ -36,9 +36,6 @@ class AnalyticsPump(Pump):
         self.streams: dict[str, StreamRef] = {}
         self._submits: set[asyncio.Task[None]] = set()
 
-    def frame_limit(self) -> int:
-        return self.core.settings.max_large_frame_bytes
-
     async def open(self) -> None:
         await self.send_frame(Welcome(user=self.who.user, role=self.who.role,
                                       heartbeat_s=self.core.settings.heartbeat_s))

@@ -10,6 +10,7 @@ from typing import Any
 from actors.fanout import Outgoing
 from actors.pump import RESYNC, Pump
 from actors.ray_errors import unwrap
+from confide.connection import frame_limit
 from confide.errors import CloseCode, CloseConnection, ConfideError, Internal
 from confide.protocol import (
     ChatMessage,
@@ -48,7 +49,7 @@ class ChatPump(Pump):
         w = joined["welcome"]
         if joined.get("large_frames"):
             # Sessions with encrypted insights carry ciphertexts (~1 MB) in message bodies.
-            self.gate.limit = self.core.settings.max_large_frame_bytes
+            self.gate.limit = frame_limit(self.core.settings, "chat", large=True)
         await self.send_frame(
             Welcome(user=self.who.user, role=self.who.role,
                     heartbeat_s=self.core.settings.heartbeat_s, **w)
@@ -140,7 +141,7 @@ class ChatPump(Pump):
             frame = item.event.frame
             if frame.get("type") == "_config":  # internal: the session's set-up changed
                 if frame.get("large_frames"):
-                    self.gate.limit = self.core.settings.max_large_frame_bytes
+                    self.gate.limit = frame_limit(self.core.settings, "chat", large=True)
                 return
             if frame.get("type") == "message":
                 offset = int(frame["offset"])

@@ -17,7 +17,7 @@ from actors.ray_errors import unwrap
 from actors.ray_export import RayExporter
 from confide.auth import Principal, TokenVerifier
 from confide.config import Settings
-from confide.connection import authenticate, bearer
+from confide.connection import authenticate, bearer, frame_limit
 from confide.errors import CloseCode, CloseConnection, ConfideError, Unauthorized
 from confide.metrics import GatewayStats
 from confide.protocol import SUBPROTOCOL, Endpoint, Hello
@@ -109,9 +109,7 @@ class GatewayCore:
         """One WebSocket's whole life on an endpoint."""
         self.start()
         endpoint = pump_type.endpoint
-        shaken = await self.handshake(ws, endpoint, self.settings.max_frame_bytes
-                                      if endpoint != "analytics"
-                                      else self.settings.max_large_frame_bytes)
+        shaken = await self.handshake(ws, endpoint, frame_limit(self.settings, endpoint))
         if shaken is None:
             return
         who, hello = shaken

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from actors.fanout import Outgoing
 from actors.ray_errors import unwrap
 from confide.auth import Principal
-from confide.connection import InboundGate
+from confide.connection import InboundGate, frame_limit
 from confide.errors import CloseCode, CloseConnection, ConfideError
 from confide.protocol import Endpoint, Error, Frame, Hello, Ping, Pong
 
@@ -46,13 +46,11 @@ class Pump:
             asyncio.get_running_loop().create_future()
         )
         self.gate = InboundGate(
-            core.settings, self.endpoint, who, time.time(), self.frame_limit()
+            core.settings, self.endpoint, who, time.time(),
+            frame_limit(core.settings, self.endpoint),
         )
 
     # --------------------------------------------------------- to override
-
-    def frame_limit(self) -> int:
-        return self.core.settings.max_frame_bytes
 
     async def open(self) -> None:
         """Send `welcome` (and any replay) before live traffic starts."""

@@ -30,10 +30,6 @@ class Principal:
     def may_join(self, session_id: str) -> bool:
         return "*" in self.sessions or session_id in self.sessions
 
-    @property
-    def is_staff(self) -> bool:
-        return self.role in ("therapist", "admin")
-
 
 class TokenVerifier:
     """HS256 with the shared secret, or RS256/ES256 with a PEM public key or a JWKS file

@@ -54,12 +54,12 @@ def test_valid_hs256_defaults(verifier: TokenVerifier) -> None:
     p = verifier.verify(hs({"sub": "alice", "exp": exp}))
     assert p == Principal("alice", "client", frozenset(), float(exp))
     assert not p.may_join("s1")
-    assert not p.is_staff
+    assert p.role == "client"
 
 
 def test_valid_hs256_with_role_and_sessions(verifier: TokenVerifier) -> None:
     p = verifier.verify(hs(claims(role="therapist", sessions=["s1", "s2"])))
-    assert p.role == "therapist" and p.is_staff
+    assert p.role == "therapist"
     assert p.sessions == frozenset({"s1", "s2"})
     assert p.may_join("s1") and p.may_join("s2") and not p.may_join("s3")
 
@@ -72,7 +72,6 @@ def test_wildcard_sessions(verifier: TokenVerifier) -> None:
 @pytest.mark.parametrize("role", ["client", "therapist", "admin", "service"])
 def test_every_protocol_role_accepted(verifier: TokenVerifier, role: str) -> None:
     assert verifier.verify(hs(claims(role=role))).role == role
-    assert verifier.verify(hs(claims(role=role))).is_staff == (role in ("therapist", "admin"))
 
 
 def test_expired_token(verifier: TokenVerifier) -> None:
