@@ -76,7 +76,7 @@ async def test_system_stream_follows_connections_and_traffic(server: Server) -> 
     busy = await figures(lambda d: d["messages_per_s"] > 5)
     assert busy["ack_latency_ms"]["p50"] is not None
     assert busy["memory_mb"]["gateways"] > 0 and busy["hosts"] >= 1
-    fhe = (await figures(lambda d: "fhe" in d))["fhe"]
+    fhe = (await figures(lambda d: "fhe" in d, timeout=40))["fhe"]  # health checks: 10 s
     assert fhe["workers"] >= 1 and fhe["queue_depth"] >= 0
     await traffic
     for c in clients:
