@@ -65,10 +65,9 @@ class ScoreRequest:
 
 
 def public_info(rec: FheKeyRecord) -> dict[str, Any]:
-    meta = rec.meta
-    return {"key_id": rec.key_id, "owner": rec.owner, "scheme": meta.get("scheme", "CKKS"),
-            "ring_dim": meta["ring_dim"], "slots": meta["slots"], "depth": meta["depth"],
-            "created_at": rec.created_at}
+    """What `GET /api/fhe/keys/{key_id}` shows."""
+    meta = KeyMeta.from_dict(rec.meta).public_info()
+    return meta | {"owner": rec.owner, "created_at": rec.created_at}
 
 
 class FheWorkerCore:

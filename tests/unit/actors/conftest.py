@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,6 @@ from actors.host import Host
 from confide.config import Settings
 
 from .support import Clock, Gate, GateFactory
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No `CONFIDE_*` variable of the outer environment leaks into `Settings`."""
-    for name in list(os.environ):
-        if name.startswith("CONFIDE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

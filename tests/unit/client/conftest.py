@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -226,3 +228,40 @@ class ChatServer(Recorder):
             return
         await self.broadcast(message)
         await send(ws, {"type": "ack", "id": frame["id"], "offset": message["offset"]})
+
+
+#: A scripted REST answer: (path, headers, raw body) → (status, JSON answer).
+Answer = Callable[[str, dict[str, str], bytes], tuple[int, dict[str, Any]]]
+
+
+@contextlib.contextmanager
+def json_api(
+    answer: Answer, received: list[tuple[str, dict[str, str], bytes]]
+) -> Iterator[str]:
+    """A stdlib HTTP server on a free port answering POSTs with `answer`; every request
+    is appended to `received`. Yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, dict(self.headers), raw))
+            status, body = answer(self.path, dict(self.headers), raw)
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 
 from confide.client import terminal
 from confide.client.cli import main
-from tests.unit.client.conftest import ChatServer, running
+from tests.unit.client.conftest import ChatServer, json_api, running
 
 SECRET = "cli-test-secret-0123456789abcdef0123"
 
@@ -62,37 +60,20 @@ def test_token_uses_the_configured_secret(
     assert claims(capsys.readouterr().out.strip())["sub"] == "alice"
 
 
-class _Api(BaseHTTPRequestHandler):
-    requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+REQUESTS: list[tuple[str, dict[str, str], bytes]] = []
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Api.requests.append((self.path, dict(self.headers), body))
-        answer: dict[str, Any] = {"id": "n1", "state": "queued"}
-        status = 202
-        if body["user"] == "nobody":
-            status, answer = 403, {"error": {"code": "forbidden", "message": "no"}}
-        payload = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
 
-    def log_message(self, *args: Any) -> None:
-        pass
+def _notifications(path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
+    if json.loads(raw)["user"] == "nobody":
+        return 403, {"error": {"code": "forbidden", "message": "no"}}
+    return 202, {"id": "n1", "state": "queued"}
 
 
 @pytest.fixture
 def api() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Api)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    REQUESTS.clear()
+    with json_api(_notifications, REQUESTS) as url:
+        yield url
 
 
 def test_notify_posts_with_bearer_and_idempotency_key(
@@ -120,7 +101,8 @@ def test_notify_posts_with_bearer_and_idempotency_key(
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out) == {"id": "n1", "state": "queued"}
-    path, headers, body = _Api.requests[-1]
+    path, headers, raw = REQUESTS[-1]
+    body = json.loads(raw)
     assert path == "/api/notifications"
     assert headers["Authorization"] == "Bearer svc-token" and headers["Idempotency-Key"] == "k-1"
     assert body == {
@@ -141,7 +123,7 @@ def test_notify_mints_a_service_token_and_reports_errors(
     )
     assert code == 1
     assert json.loads(capsys.readouterr().err)["error"]["code"] == "forbidden"
-    token = _Api.requests[-1][1]["Authorization"].removeprefix("Bearer ")
+    token = REQUESTS[-1][1]["Authorization"].removeprefix("Bearer ")
     assert claims(token)["role"] == "service"
 
 

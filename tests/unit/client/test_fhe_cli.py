@@ -10,9 +10,7 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from fhe.client import KeySet, decrypt, encrypt, load_keys, save_keys
 from fhe.errors import FheError
 from fhe.keys import PublicBundle
 from fhe.models import MOOD_RISK_V1
-from tests.unit.client.conftest import Frame, Responder, running, send
+from tests.unit.client.conftest import Frame, Responder, json_api, running, send
 
 TOKEN = "owner-token-0123456789"
 #: Seconds to wait on any condition.
@@ -107,48 +105,25 @@ def test_save_keys_writes_no_secret(keys: KeySet, public_dir: Path) -> None:
 # --------------------------------------------------------------------------- upload
 
 
-class _KeyApi(BaseHTTPRequestHandler):
+RECEIVED: list[tuple[str, dict[str, str], bytes]] = []
+
+
+def _keys(path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
     """POST /api/fhe/keys: 201 with the key_id; label `taken` → 409, label `bad` → 400."""
-
-    received: list[tuple[str, dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers["Content-Length"]))
-        _KeyApi.received.append((self.path, dict(self.headers), raw))
-        body = json.loads(raw)
-        label = body.get("label")
-        status: int
-        answer: dict[str, Any]
-        if label == "taken":
-            status, answer = 409, {"error": {"code": "conflict", "message": "key owned by bob"}}
-        elif label == "bad":
-            status, answer = 400, {"error": {"code": "invalid_message", "message": "no context"}}
-        else:
-            status = 201
-            answer = {"key_id": PublicBundle.from_json(body).key_id}
-        payload = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    body = json.loads(raw)
+    label = body.get("label")
+    if label == "taken":
+        return 409, {"error": {"code": "conflict", "message": "key owned by bob"}}
+    if label == "bad":
+        return 400, {"error": {"code": "invalid_message", "message": "no context"}}
+    return 201, {"key_id": PublicBundle.from_json(body).key_id}
 
 
 @pytest.fixture
 def key_api() -> Iterator[str]:
-    _KeyApi.received = []
-    server = HTTPServer(("127.0.0.1", 0), _KeyApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(WAIT_S)
+    RECEIVED.clear()
+    with json_api(_keys, RECEIVED) as url:
+        yield url
 
 
 def test_upload_posts_exactly_the_public_bundle(
@@ -160,7 +135,7 @@ def test_upload_posts_exactly_the_public_bundle(
     assert out.strip() == f"key_id: {keys.key_id}"
     assert TOKEN not in out + err
 
-    [(path, headers, raw)] = _KeyApi.received
+    [(path, headers, raw)] = RECEIVED
     assert path == "/api/fhe/keys"
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert headers["Content-Type"] == "application/json"
@@ -189,7 +164,7 @@ def test_upload_reports_refusals_clearly(
         sdk.upload_key(key_api, TOKEN, keys.bundle, label="taken")
     assert (refused.value.status, refused.value.code) == (409, "conflict")
     assert sdk.upload_key(key_api, TOKEN, keys.bundle) == keys.key_id
-    assert "label" not in json.loads(_KeyApi.received[-1][2])
+    assert "label" not in json.loads(RECEIVED[-1][2])
 
 
 def test_upload_needs_a_key_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

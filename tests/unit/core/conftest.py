@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import pytest
@@ -10,14 +9,6 @@ import pytest
 from confide.auth import Principal
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No `CONFIDE_*` variable of the outer environment leaks into `Settings`."""
-    for name in list(os.environ):
-        if name.startswith("CONFIDE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
