@@ -12,6 +12,7 @@ timeout is set, since one would close live sockets.
 import asyncio
 import json
 import os
+import shutil
 import signal
 import threading
 import uuid
@@ -26,16 +27,16 @@ from ray.serve.deployment import Application
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from actors.analytics_pump import AnalyticsPump
-from actors.chat_pump import ChatPump
 from actors.fhe_worker import FheWorker, call_worker, fhe_worker_options
-from actors.gateway import GatewayCore
-from actors.inbox_pump import InboxPump
 from confide.config import Settings
 from confide.errors import CloseConnection, ConfideError, InvalidMessage
 from confide.inbox import NotificationRequest, check_producer
 from fhe.models import MODELS, LinearModel
-from gateway.serve_mode import apply, serve_env
+from gateway.pumps.analytics import AnalyticsPump
+from gateway.pumps.chat import ChatPump
+from gateway.pumps.inbox import InboxPump
+from gateway.replica import GatewayReplica
+from gateway.serve_mode import apply, runtime_dir, serve_env
 
 api = FastAPI(title="Confide", docs_url=None, redoc_url=None)
 
@@ -87,7 +88,7 @@ class SessionFheConfig(BaseModel):
 @serve.ingress(api)
 class Gateway:
     def __init__(self, settings: dict[str, Any], fhe: DeploymentHandle[Any]) -> None:
-        self.core = GatewayCore(Settings(**settings))
+        self.core = GatewayReplica(Settings(**settings))
         self.fhe = fhe
 
     @api.websocket("/ws/chat/{session_id}")
@@ -117,15 +118,14 @@ class Gateway:
         # Without a client key, one per request still makes the host's retried call
         # (after a host crash) idempotent.
         key = key if key is not None else f"auto:{uuid.uuid4().hex}"
-        result = await self.core.call(f"inbox:{req.user}", "inbox_post", who, req, key)
+        result = await self.core.hosts.host_for(f"inbox:{req.user}").inbox_post(who, req, key)
         return JSONResponse(result, status_code=202)
 
     @api.get("/api/notifications/{notification_id}")
     async def get_notification(self, notification_id: str, request: Request) -> JSONResponse:
         who = self.core.rest_principal(request.headers.get("authorization"))
-        result = await self.core.call(
-            f"notification:{notification_id}", "notification_status", notification_id, who
-        )
+        host = self.core.hosts.host_for(f"notification:{notification_id}")
+        result = await host.notification_status(notification_id, who)
         return JSONResponse(result)
 
     @api.post("/api/fhe/keys")
@@ -146,8 +146,8 @@ class Gateway:
     async def delete_key(self, key_id: str, request: Request) -> Response:
         who = self.core.rest_principal(request.headers.get("authorization"))
         await call_worker(self.fhe, "delete_key", key_id, who)
-        for host in self.core.directory.hosts:
-            host.call.remote("fhe_key_deleted", key_id)
+        for host in self.core.hosts.hosts:
+            host.fhe_key_deleted(key_id)
         return Response(status_code=204)
 
     @api.put("/api/sessions/{session_id}/fhe")
@@ -162,18 +162,15 @@ class Gateway:
         except (KeyError, ValueError, TypeError):
             raise InvalidMessage("model: unknown name or not a linear model") from None
         fhe = {"key_id": req.key_id, "model": model.to_dict()}
-        result = await self.core.call(f"chat:{session_id}", "chat_configure", session_id,
-                                      who, fhe)
+        host = self.core.hosts.host_for(f"chat:{session_id}")
+        result = await host.chat_configure(session_id, who, fhe)
         return JSONResponse(result)
 
     @api.get("/healthz")
     async def healthz(self) -> Response:
         self.core.start()
-        hosts = self.core.directory.hosts
-        results = await asyncio.gather(
-            *(asyncio.wait_for(h.call.remote("stats"), 5.0) for h in hosts),
-            return_exceptions=True,
-        )
+        hosts = self.core.hosts.hosts
+        results = await asyncio.gather(*(h.stats(5.0) for h in hosts), return_exceptions=True)
         ready = sum(1 for r in results if isinstance(r, dict))
         ok = ready == len(hosts)
         body = {"status": "ok" if ok else "degraded", "live": True, "ready": ok,
@@ -249,6 +246,7 @@ def main() -> None:
         # drain is possible then. Everything acknowledged is already in the store.
         print("stopping Ray and every process it started...", flush=True)
         ray.shutdown()
+        shutil.rmtree(runtime_dir(env), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,10 @@
-"""The directory of host actors: get-or-create handles, and routing by entity id."""
+"""The directory of host actors: a typed client per host, and routing by entity id."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import ray
 
-from actors.host import HostActor
+from actors.host import HostActor, HostClient
 from actors.routing import host_index, host_name
 from confide.config import Settings
 
@@ -14,24 +12,24 @@ __all__ = ["Directory", "host_index", "host_name", "kill_hosts"]
 
 
 class Directory:
-    """Handles to the detached, named host actors; created on first use (get-or-create)."""
+    """Clients of the detached, named host actors; created on first use (get-or-create)."""
 
     def __init__(self, settings: Settings) -> None:
         config = settings.model_dump(mode="json")
-        self.hosts: list[Any] = [
-            HostActor.options(  # type: ignore[attr-defined]
+        self.hosts: list[HostClient] = [
+            HostClient(HostActor.options(  # type: ignore[attr-defined]
                 name=host_name(k),
                 namespace=settings.ray_namespace,
                 lifetime="detached",
                 get_if_exists=True,
-            ).remote(config, k)
+            ).remote(config, k))
             for k in range(settings.hosts)
         ]
 
     def index_for(self, entity_id: str) -> int:
         return host_index(entity_id, len(self.hosts))
 
-    def host_for(self, entity_id: str) -> Any:
+    def host_for(self, entity_id: str) -> HostClient:
         return self.hosts[self.index_for(entity_id)]
 
 

@@ -262,7 +262,7 @@ class FheWorker:
             await asyncio.sleep(1.0)
             try:
                 host = ray.get_actor(host_name(index), namespace=self.settings.ray_namespace)
-                host.call.remote("stream_report", source, "fhe", self.core.stats())
+                host.stream_report.remote(source, "fhe", self.core.stats())
             except Exception:  # analytics must never disturb the worker
                 log.debug("could not report worker figures", exc_info=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class Event:
     seq: int = 0
     #: Approximate bytes, for the log's memory budget.
     size: int = 256
+    #: An instruction to the gateways instead of a frame for clients:
+    #: "large_frames" (the session's connections now take 8 MiB frames).
+    control: Literal["large_frames"] | None = None
 
     def for_connection(self, user: str, role: str) -> bool:
         if self.exclude_user is not None and user == self.exclude_user:

@@ -24,10 +24,13 @@ from confide.config import Settings
 REPLICA_PORTS = (30000, 30999)
 
 
-def serve_env(settings: Settings, *, stats_port: int | None = None,
-              runtime_dir: Path | None = None) -> dict[str, str]:
-    """The environment Serve needs for Confide's mode, on `settings.port`."""
-    run = runtime_dir or Path(tempfile.mkdtemp(prefix="confide-haproxy-"))
+def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str, str]:
+    """The environment Serve needs for Confide's mode, on `settings.port`.
+
+    HAProxy's files go to a new short directory under /tmp (its admin socket path, with
+    the hash Serve adds, must stay under 97 bytes); `runtime_dir(env)` names it.
+    """
+    run = Path(tempfile.mkdtemp(prefix="cfhp-", dir="/tmp"))
     return {
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(REPLICA_PORTS[0]),
@@ -46,6 +49,11 @@ def serve_env(settings: Settings, *, stats_port: int | None = None,
         "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(int(4 * settings.heartbeat_s) + 60),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+
+
+def runtime_dir(env: dict[str, str]) -> Path:
+    """HAProxy's directory of this environment (remove it once Serve has stopped)."""
+    return Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
 
 
 def apply(env: dict[str, str]) -> None:

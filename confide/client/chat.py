@@ -1,8 +1,9 @@
 """`ChatClient`: one chat session (`/ws/chat/{session_id}`), with an outbox and resume.
 
-Delivery rules (docs/sdk.md, "Chat"):
+Delivery rules (docs/sdk.md, "Chat"), decided by the core's `DeliveryCursor`:
 - Messages are events in offset order, each once: only offsets above `last_offset` are
-  delivered, and `last_offset` follows them.
+  delivered, and `last_offset` follows them. A live message after a gap (which a conforming
+  server never sends) waits while the missing ones are fetched with `history`, as below.
 - `send_message` puts the message in an outbox, sends it when open, and sends it again with
   the same id after every reconnect until its `ack` arrives (the server acks a repeated id
   with the same offset and does not broadcast it twice).
@@ -24,11 +25,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import uuid4
 
-from typing_extensions import Unpack
+from typing_extensions import Unpack, assert_never
 
 from confide.client.connection import Connection, ConnectionOptions
 from confide.client.errors import ClientClosed, ConnectionLost, ServerError
 from confide.client.events import Event, log
+from confide.cursor import Deliver, DeliveryCursor, Gap, Skip
 from confide.protocol import ChatMessage, End, HistoryRequest, Status, StatusUpdate
 
 #: Messages fetched per `history` request while catching up after `recovered: false`.
@@ -71,15 +73,31 @@ class ChatClient(Connection):
     ) -> None:
         super().__init__(url, token, **options)
         self.session_id = session_id or session_from_url(url)
-        #: The log's epoch, from the last `welcome` (None before the first).
-        self.epoch: str | None = None
-        #: The offset of the last message delivered (or `welcome.offset` of a fresh start).
-        self.last_offset = 0
+        #: Where delivery stands: the epoch and the offset of the last message delivered.
+        self.cursor = DeliveryCursor()
         self._outbox: dict[str, Event] = {}
         self._results: OrderedDict[str, _Result] = OrderedDict()
         self._ack_waiters: dict[str, list[asyncio.Future[_Result]]] = {}
         self._catching_up = False
         self._held: list[Event] = []
+
+    @property
+    def epoch(self) -> str | None:
+        """The log's epoch, from the last `welcome` (None before the first)."""
+        return self.cursor.epoch
+
+    @epoch.setter
+    def epoch(self, epoch: str | None) -> None:
+        self.cursor.epoch = epoch
+
+    @property
+    def last_offset(self) -> int:
+        """The offset of the last message delivered (or `welcome.offset` of a fresh start)."""
+        return self.cursor.last
+
+    @last_offset.setter
+    def last_offset(self, offset: int) -> None:
+        self.cursor.last = offset
 
     @property
     def pending(self) -> list[str]:
@@ -142,18 +160,17 @@ class ChatClient(Connection):
     # ------------------------------------------------------------------ hooks
 
     def _resume(self) -> dict[str, Any] | None:
-        if self.epoch is None:
+        if self.cursor.epoch is None:
             return None
-        return {"offset": self.last_offset, "epoch": self.epoch}
+        return {"offset": self.cursor.last, "epoch": self.cursor.epoch}
 
     async def _on_welcome(self, welcome: Event) -> None:
         epoch, offset = str(welcome.get("epoch", "")), welcome.get("offset", 0)
         offset = offset if isinstance(offset, int) else 0
-        if epoch != self.epoch or offset < self.last_offset:
-            self.epoch, self.last_offset = epoch, offset
+        if not self.cursor.continues(epoch, offset):
+            self.cursor.reset(epoch, offset)
         elif welcome.get("recovered") is False:
-            self._catching_up = True
-            self._spawn(self._catch_up(self.last_offset, offset))
+            self._start_catch_up(self.cursor.last, offset)
         sent: set[str] = set()
         while todo := [f for i, f in self._outbox.items() if i not in sent]:
             for frame in todo:
@@ -163,10 +180,7 @@ class ChatClient(Connection):
     async def _handle(self, frame: Event) -> bool:
         kind = frame["type"]
         if kind == "message":
-            if self._catching_up:
-                self._held.append(frame)
-                return True
-            return not self._is_new(frame)
+            return not self._take(frame)
         if kind == "ack":
             self._on_ack(frame)
             return True
@@ -187,13 +201,29 @@ class ChatClient(Connection):
 
     # ------------------------------------------------------------------ internals
 
-    def _is_new(self, frame: Event) -> bool:
-        """True (and `last_offset` advanced) for a message after `last_offset`."""
-        offset = _offset(frame)
-        if offset <= self.last_offset:
+    def _take(self, frame: Event) -> bool:
+        """Whether to deliver message `frame` now (the cursor moves past it). If not, it is a
+        duplicate, or it is held until a catch-up has delivered the messages before it."""
+        if self._catching_up:
+            self._held.append(frame)
             return False
-        self.last_offset = offset
-        return True
+        decision = self.cursor.decide(_offset(frame))
+        match decision:
+            case Skip():
+                return False
+            case Deliver(offset):
+                self.cursor.delivered(offset)
+                return True
+            case Gap(after, upto):
+                self._held.append(frame)
+                self._start_catch_up(after, upto)
+                return False
+            case _:
+                assert_never(decision)
+
+    def _start_catch_up(self, since: int, upto: int) -> None:
+        self._catching_up = True
+        self._spawn(self._catch_up(since, upto))
 
     def _on_ack(self, frame: Event) -> None:
         message_id, offset = frame.get("id"), frame.get("offset")
@@ -230,8 +260,8 @@ class ChatClient(Connection):
                 await self._send(frame)
 
     async def _catch_up(self, since: int, upto: int) -> None:
-        """After `recovered: false`: deliver the retained messages in (since, upto], then
-        the live ones held meanwhile, in order."""
+        """After `recovered: false` or a gap: deliver the retained messages in (since, upto],
+        then the live ones held meanwhile, in order."""
         try:
             missed = await self._fetch_range(since, upto)
         except (ConnectionLost, ClientClosed):
@@ -240,11 +270,14 @@ class ChatClient(Connection):
             log.warning("%s: could not fetch the messages after offset %d", self.url, since)
             missed = []
         self._catching_up = False
+        for message in self.cursor.cover(missed, _offset, upto).messages:
+            self.cursor.delivered(_offset(message))
+            self._emit(message)
+        self.cursor.delivered(upto)  # what is no longer retained is lost
         held, self._held = self._held, []
-        for message in sorted([*missed, *held], key=_offset):
-            if self._is_new(message):
+        for message in sorted(held, key=_offset):  # may start another catch-up, and hold
+            if self._take(message):
                 self._emit(message)
-        self.last_offset = max(self.last_offset, upto)
 
     async def _fetch_range(self, since: int, upto: int) -> list[Event]:
         missed: list[Event] = []

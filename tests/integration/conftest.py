@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from ray import serve
 from actors.directory import kill_hosts
 from confide.auth import mint_token
 from confide.config import Settings
+from gateway.serve_mode import apply, runtime_dir, serve_env
 
 SECRET = "integration-test-secret-0123456789abcdef"
 
@@ -34,15 +36,20 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def serve_port() -> Iterator[int]:
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             namespace="confide-tests")
+    """Serve in Confide's own mode (gateway/serve_mode.py): HAProxy on `port`, routing to
+    the gateway replicas' direct-ingress ports."""
     port = free_port()
+    env = serve_env(Settings(port=port, jwt_secret=SECRET), stats_port=free_port())
+    apply(env)
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             namespace="confide-tests", runtime_env={"env_vars": env})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         yield port
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(runtime_dir(env), ignore_errors=True)
 
 
 @dataclass

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import actors.host as host_module
 from actors.host import Host
 from confide.config import Settings
 
@@ -25,26 +23,30 @@ def settings(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-async def make_host(settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Host]]:
-    """Hosts on the test's data dir (a second one is a restarted incarnation)."""
+def clock() -> Clock:
+    """The hosts' clock (the event loop keeps real time); tests move it forward."""
+    return Clock()
+
+
+@pytest.fixture
+async def make_host(
+    settings: Callable[..., Settings], clock: Clock
+) -> AsyncIterator[Callable[..., Host]]:
+    """Hosts on the test's data dir (a second one is a restarted incarnation).
+
+    No background loops: tests call `sweep`, `reap` and `tick` themselves, and Ray's
+    metrics export stays out of unit tests.
+    """
     made: list[Host] = []
 
     def make(**overrides: Any) -> Host:
-        h = Host(settings(**overrides), 0)
-        # The sweeper and the analytics ticker run on timers; tests call `_reap` and
-        # `_tick` themselves, and Ray's metrics export stays out of unit tests.
-        h._start_sweeper = lambda: None  # type: ignore[method-assign]
-        h._export = lambda stats: None  # type: ignore[method-assign]
+        h = Host(settings(**overrides), 0, clock=clock, background=False)
         made.append(h)
         return h
 
     yield make
     for h in made:
-        tasks = [*h._tasks, *([h.committer._task] if h.committer._task else [])]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        h.store.close()
+        await h.close()
 
 
 @pytest.fixture
@@ -65,11 +67,3 @@ def gate() -> Iterator[GateFactory]:
     yield make
     for g in gates:
         g.open()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The host's clock (only `actors.host`'s: the event loop keeps real time)."""
-    c = Clock()
-    monkeypatch.setattr(host_module, "time", c)
-    return c

@@ -12,10 +12,23 @@ import time as _time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors.host import Host
+from actors.host.messages import ChatItem
 from confide.auth import Principal
+from confide.errors import (
+    CloseConnection,
+    ConfideError,
+    Conflict,
+    Forbidden,
+    Internal,
+    InvalidMessage,
+    NotFound,
+    RateLimited,
+    UnknownType,
+)
 from confide.events import Event
 from confide.inbox import NotificationRequest
-from confide.protocol import ChatMessage
+from confide.protocol import ChatMessage, Error
 
 WAIT = 5.0  # seconds a test waits for a condition before it fails rather than hangs
 
@@ -124,3 +137,36 @@ async def started(coro: Awaitable[Any]) -> asyncio.Task[Any]:
     task = asyncio.ensure_future(coro)
     await settle()
     return task
+
+
+_ERRORS: dict[str, type[ConfideError]] = {
+    cls.code.value: cls
+    for cls in (InvalidMessage, UnknownType, RateLimited, Forbidden, NotFound, Conflict, Internal)
+}
+
+
+async def send_batch(
+    host: Host, session_id: str, conn_id: str, sender: Principal, msgs: list[ChatMessage]
+) -> list[dict[str, Any]]:
+    """One connection's messages through `chat_batch`: each answer as its frame."""
+    items = [ChatItem(session_id, conn_id, sender, m) for m in msgs]
+    answers = await host.chat_batch(items)
+    out: list[dict[str, Any]] = []
+    for answer in answers:
+        if isinstance(answer, CloseConnection):
+            raise answer
+        out.append(answer.dump())
+    return out
+
+
+async def send(
+    host: Host, session_id: str, conn_id: str, sender: Principal, message: ChatMessage
+) -> dict[str, Any]:
+    """One message through `chat_batch`: its ack frame; an error answer is raised as the
+    core's exception of that code (a closing session as `CloseConnection`)."""
+    [answer] = await host.chat_batch([ChatItem(session_id, conn_id, sender, message)])
+    if isinstance(answer, CloseConnection):
+        raise answer
+    if isinstance(answer, Error):
+        raise _ERRORS[answer.code](answer.message)
+    return answer.dump()

@@ -12,7 +12,7 @@ from actors.host import Host
 from confide.errors import Internal
 from confide.protocol import ChatMessage
 
-from .support import WAIT, GateFactory, frames, msg, started, who
+from .support import WAIT, GateFactory, frames, msg, send, send_batch, started, who
 
 ALICE = who("alice", sessions=("s1", "s2"))
 BOB = who("bob", sessions=("s1", "s2"))
@@ -33,10 +33,10 @@ async def test_concurrent_messages_share_a_write_and_publish_in_order(
     host: Host, gate: GateFactory
 ) -> None:
     write = gate(host.store, "append_messages")
-    first = asyncio.ensure_future(host.chat_message("s1", "gw1:a", ALICE, msg("m0")))
+    first = asyncio.ensure_future(send(host, "s1", "gw1:a", ALICE, msg("m0")))
     await write.wait_entered()
     senders = [(ALICE, "gw1:a"), (BOB, "gw1:b")]
-    rest = [host.chat_message("s1", senders[i % 2][1], senders[i % 2][0], msg(f"m{i}"))
+    rest = [send(host, "s1", senders[i % 2][1], senders[i % 2][0], msg(f"m{i}"))
             for i in range(1, 21)]
     pending = asyncio.gather(*rest)
     write.open()
@@ -53,10 +53,10 @@ async def test_a_failed_write_fails_its_batch_and_the_sessions_queue(
     host: Host, gate: GateFactory
 ) -> None:
     write = gate(host.store, "append_messages", fail=OSError("disk full"))
-    failing = asyncio.ensure_future(host.chat_message("s1", "gw1:a", ALICE, msg("m1")))
+    failing = asyncio.ensure_future(send(host, "s1", "gw1:a", ALICE, msg("m1")))
     await write.wait_entered()
-    queued_same = await started(host.chat_message("s1", "gw1:a", ALICE, msg("m2")))
-    queued_other = await started(host.chat_message("s2", "gw1:b", BOB, msg("x1")))
+    queued_same = await started(send(host, "s1", "gw1:a", ALICE, msg("m2")))
+    queued_other = await started(send(host, "s2", "gw1:b", BOB, msg("x1")))
     write.open()
     results = await asyncio.wait_for(
         asyncio.gather(failing, queued_same, queued_other, return_exceptions=True), WAIT)
@@ -64,25 +64,25 @@ async def test_a_failed_write_fails_its_batch_and_the_sessions_queue(
     assert results[2] == {"type": "ack", "id": "x1", "offset": 1}
     assert published(host, "s1") == [] and stored_offsets(host, "s1") == []
     # The session was reloaded from the store: retries continue with no gap.
-    assert (await host.chat_message("s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
-    assert (await host.chat_message("s1", "gw1:a", ALICE, msg("m2")))["offset"] == 2
+    assert (await send(host, "s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
+    assert (await send(host, "s1", "gw1:a", ALICE, msg("m2")))["offset"] == 2
     assert published(host, "s1") == [(1, "m1"), (2, "m2")]
     joined = await host.chat_join("s1", "gw1:c", who("carol"), None, True)
-    assert joined["welcome"]["offset"] == 2
+    assert joined.welcome["offset"] == 2
 
 
 async def test_a_twin_waiting_on_a_failed_message_gets_the_error(
     host: Host, gate: GateFactory
 ) -> None:
     write = gate(host.store, "append_messages", fail=OSError("disk full"))
-    original = asyncio.ensure_future(host.chat_message("s1", "gw1:a", ALICE, msg("m1")))
+    original = asyncio.ensure_future(send(host, "s1", "gw1:a", ALICE, msg("m1")))
     await write.wait_entered()
-    twin = await started(host.chat_message("s1", "gw1:b", ALICE, msg("m1")))
+    twin = await started(send(host, "s1", "gw1:b", ALICE, msg("m1")))
     write.open()
     results = await asyncio.wait_for(
         asyncio.gather(original, twin, return_exceptions=True), WAIT)
     assert all(isinstance(r, Internal) for r in results)
-    assert (await host.chat_message("s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
+    assert (await send(host, "s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
 
 
 async def test_a_twin_back_from_a_store_lookup_is_not_acked_for_a_failed_message(
@@ -90,12 +90,12 @@ async def test_a_twin_back_from_a_store_lookup_is_not_acked_for_a_failed_message
 ) -> None:
     monkeypatch.setattr(chat_module, "IDEMPOTENCY_CACHE", 1)  # cache misses ask the store
     for i in (1, 2):
-        await host.chat_message("s1", "gw1:a", ALICE, msg(f"m{i}"))
+        await send(host, "s1", "gw1:a", ALICE, msg(f"m{i}"))
     lookup = gate(host.store, "find_message")  # the twin's store lookup waits
-    twin = asyncio.ensure_future(host.chat_message("s1", "gw1:b", ALICE, msg("m3")))
+    twin = asyncio.ensure_future(send(host, "s1", "gw1:b", ALICE, msg("m3")))
     await lookup.wait_entered()
     write = gate(host.store, "append_messages", fail=OSError("disk full"))
-    original = asyncio.ensure_future(host.chat_message("s1", "gw1:a", ALICE, msg("m3")))
+    original = asyncio.ensure_future(send(host, "s1", "gw1:a", ALICE, msg("m3")))
     await write.wait_entered()
     write.open()
     with pytest.raises(Internal):
@@ -118,10 +118,10 @@ def features_msg(msg_id: str) -> ChatMessage:
 
 
 async def test_a_batch_is_answered_in_order_and_committed_in_one_write(host: Host) -> None:
-    await host.chat_message("s1", "gw1:a", ALICE, msg("old"))
+    await send(host, "s1", "gw1:a", ALICE, msg("old"))
     before = host.committer.batches
     batch = [msg("m1"), msg("old"), features_msg("bad"), msg("m2"), msg("m1")]
-    answers = await asyncio.wait_for(host.chat_messages("s1", "gw1:a", ALICE, batch), WAIT)
+    answers = await asyncio.wait_for(send_batch(host, "s1", "gw1:a", ALICE, batch), WAIT)
     assert [(a["type"], a["id"]) for a in answers] == [
         ("ack", "m1"), ("ack", "old"), ("error", "bad"), ("ack", "m2"), ("ack", "m1")]
     assert [a.get("offset") for a in answers] == [2, 1, None, 3, 2]
@@ -134,7 +134,7 @@ async def test_members_survive_a_failed_write(host: Host, gate: GateFactory) -> 
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
     gate(host.store, "append_messages", fail=OSError("disk full")).open()
     with pytest.raises(Internal):
-        await asyncio.wait_for(host.chat_message("s1", "gw1:a", ALICE, msg("m1")), WAIT)
+        await asyncio.wait_for(send(host, "s1", "gw1:a", ALICE, msg("m1")), WAIT)
     joined = await host.chat_join("s1", "gw1:b", BOB, None, False)
-    assert {m["user"] for m in joined["welcome"]["members"]} == {"alice", "bob"}
+    assert {m["user"] for m in joined.welcome["members"]} == {"alice", "bob"}
 

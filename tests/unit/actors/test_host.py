@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-import actors.host as host_module
+import actors.host.base as host_module
 import confide.chat as chat_module
 from actors.host import Host
+from actors.host.messages import Polled
 from confide.analytics import resolve
 from confide.errors import CloseCode, CloseConnection, Forbidden, NotFound
 from confide.events import Event
@@ -24,6 +25,7 @@ from .support import (
     frames,
     msg,
     note,
+    send,
     settle,
     started,
     who,
@@ -52,13 +54,13 @@ def events_since(host: Host, seq: int, topic: str | None = None) -> list[Event]:
 
 async def test_join_welcome_fields(host: Host) -> None:
     joined = await host.chat_join("s1", "gw1:a", ALICE, None, False)
-    welcome = joined["welcome"]
+    welcome = joined.welcome
     assert welcome["session_id"] == "s1"
     assert isinstance(welcome["epoch"], str) and welcome["epoch"]
     assert welcome["offset"] == 0
     assert welcome["members"] == [{"user": "alice", "role": "client", "status": "online"}]
     assert welcome["recovered"] is True
-    assert (joined["replay_after"], joined["upto"], joined["large_frames"]) == (None, 0, False)
+    assert (joined.replay_after, joined.upto, joined.large_frames) == (None, 0, False)
     [presence] = frames(events_since(host, 0), "presence")
     assert (presence["event"], presence["user"]) == ("join", "alice")
 
@@ -76,7 +78,7 @@ async def test_join_of_a_session_not_in_the_token_is_refused(host: Host) -> None
 
 async def test_messages_get_consecutive_offsets(host: Host) -> None:
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
-    acks = [await host.chat_message("s1", "gw1:a", ALICE, msg(f"m{i}")) for i in range(3)]
+    acks = [await send(host, "s1", "gw1:a", ALICE, msg(f"m{i}")) for i in range(3)]
     assert acks == [{"type": "ack", "id": f"m{i}", "offset": i + 1} for i in range(3)]
     published = frames(events_since(host, 0, "chat:s1"), "message")
     assert [(f["offset"], f["id"], f["sender"]) for f in published] == [
@@ -87,7 +89,7 @@ async def test_messages_get_consecutive_offsets(host: Host) -> None:
 async def test_ack_only_once_the_store_has_the_message(host: Host, gate: GateFactory) -> None:
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
     write = gate(host.store, "append_messages")
-    sending = asyncio.ensure_future(host.chat_message("s1", "gw1:a", ALICE, msg("m1")))
+    sending = asyncio.ensure_future(send(host, "s1", "gw1:a", ALICE, msg("m1")))
     await write.wait_entered()
     await settle()
     assert not sending.done()
@@ -101,27 +103,27 @@ async def test_ack_only_once_the_store_has_the_message(host: Host, gate: GateFac
 
 async def test_resend_gets_the_same_ack_and_publishes_nothing(host: Host) -> None:
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
-    first = await host.chat_message("s1", "gw1:a", ALICE, msg("m1"))
+    first = await send(host, "s1", "gw1:a", ALICE, msg("m1"))
     head = host.log.head
-    again = await host.chat_message("s1", "gw1:a", ALICE, msg("m1", "other body"))
+    again = await send(host, "s1", "gw1:a", ALICE, msg("m1", "other body"))
     assert again == first
     assert host.log.since(head) == ([], False)
     assert stored_offsets(host) == [1]
 
 
 async def test_same_id_from_another_sender_is_another_message(host: Host) -> None:
-    await host.chat_message("s1", "gw1:a", ALICE, msg("m1"))
-    ack = await host.chat_message("s1", "gw1:b", BOB, msg("m1"))
+    await send(host, "s1", "gw1:a", ALICE, msg("m1"))
+    ack = await send(host, "s1", "gw1:b", BOB, msg("m1"))
     assert ack["offset"] == 2
 
 
 async def test_concurrent_twins_make_one_message(host: Host, gate: GateFactory) -> None:
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
     write = gate(host.store, "append_messages")
-    first = asyncio.ensure_future(host.chat_message("s1", "gw1:a", ALICE, msg("m1")))
+    first = asyncio.ensure_future(send(host, "s1", "gw1:a", ALICE, msg("m1")))
     await write.wait_entered()
     # Twins (a retry, another tab) while the original is committing: no ack before durable.
-    twins = [await started(host.chat_message("s1", c, ALICE, msg("m1"))) for c in ("gw1:a",
+    twins = [await started(send(host, "s1", c, ALICE, msg("m1"))) for c in ("gw1:a",
                                                                                    "gw1:b")]
     assert not any(t.done() for t in twins)
     write.open()
@@ -133,23 +135,23 @@ async def test_concurrent_twins_make_one_message(host: Host, gate: GateFactory) 
 
 async def test_twins_racing_from_the_start_make_one_message(host: Host) -> None:
     acks = await asyncio.wait_for(asyncio.gather(
-        *(host.chat_message("s1", f"gw1:{k}", ALICE, msg("m1")) for k in range(5))), WAIT)
+        *(send(host, "s1", f"gw1:{k}", ALICE, msg("m1")) for k in range(5))), WAIT)
     assert {a["offset"] for a in acks} == {1}
     assert stored_offsets(host) == [1]
 
 
 async def test_join_during_a_commit_sees_the_previous_offset(host: Host, gate: GateFactory) -> None:
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
-    await host.chat_message("s1", "gw1:a", ALICE, msg("m1"))
+    await send(host, "s1", "gw1:a", ALICE, msg("m1"))
     write = gate(host.store, "append_messages")
-    sending = asyncio.ensure_future(host.chat_message("s1", "gw1:a", ALICE, msg("m2")))
+    sending = asyncio.ensure_future(send(host, "s1", "gw1:a", ALICE, msg("m2")))
     await write.wait_entered()
     head = host.log.head
     joined = await host.chat_join("s1", "gw1:b", BOB, None, False)
-    assert (joined["welcome"]["offset"], joined["upto"]) == (1, 1)
-    epoch = joined["welcome"]["epoch"]
+    assert (joined.welcome["offset"], joined.upto) == (1, 1)
+    epoch = joined.welcome["epoch"]
     resumed = await host.chat_join("s1", "gw1:c", BOB, Resume(offset=0, epoch=epoch), True)
-    assert (resumed["welcome"]["recovered"], resumed["replay_after"], resumed["upto"]) == (
+    assert (resumed.welcome["recovered"], resumed.replay_after, resumed.upto) == (
         True, 0, 1)
     write.open()
     assert (await asyncio.wait_for(sending, WAIT))["offset"] == 2
@@ -157,14 +159,14 @@ async def test_join_during_a_commit_sees_the_previous_offset(host: Host, gate: G
         events_since(host, head))]
     assert after == [("presence", "bob", None), ("message", None, 2)]  # m2 comes live, after
     later = await host.chat_join("s1", "gw1:d", who("carol"), None, False)
-    assert (later["welcome"]["offset"], later["upto"]) == (2, 2)
+    assert (later.welcome["offset"], later.upto) == (2, 2)
 
 
 async def test_resume_from_an_unknown_epoch_is_not_recovered(host: Host) -> None:
-    await host.chat_message("s1", "gw1:a", ALICE, msg("m1"))
+    await send(host, "s1", "gw1:a", ALICE, msg("m1"))
     joined = await host.chat_join("s1", "gw1:b", BOB, Resume(offset=1, epoch="nope"), False)
-    assert joined["welcome"]["recovered"] is False
-    assert joined["replay_after"] is None
+    assert joined.welcome["recovered"] is False
+    assert joined.replay_after is None
 
 
 async def test_end_waits_for_messages_in_flight(host: Host, gate: GateFactory) -> None:
@@ -172,12 +174,12 @@ async def test_end_waits_for_messages_in_flight(host: Host, gate: GateFactory) -
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
     head = host.log.head
     write = gate(host.store, "append_messages")
-    sending = asyncio.ensure_future(host.chat_message("s1", "gw1:a", ALICE, msg("m1")))
+    sending = asyncio.ensure_future(send(host, "s1", "gw1:a", ALICE, msg("m1")))
     await write.wait_entered()
     ending = await started(host.chat_end("s1", "gw1:t", THERA))
     # From the end on, nothing new is accepted, even while `ended` waits.
     with pytest.raises(CloseConnection) as late:
-        await host.chat_message("s1", "gw1:a", ALICE, msg("m2"))
+        await send(host, "s1", "gw1:a", ALICE, msg("m2"))
     assert late.value.close_code == CloseCode.SESSION_ENDED
     await assert_blocked(ending)
     assert frames(events_since(host, head), "ended") == []
@@ -192,13 +194,13 @@ async def test_end_waits_for_messages_in_flight(host: Host, gate: GateFactory) -
 
 async def test_message_after_end_is_closed_with_4410(host: Host) -> None:
     await host.chat_join("s1", "gw1:t", THERA, None, False)
-    await host.chat_message("s1", "gw1:a", ALICE, msg("m1"))
+    await send(host, "s1", "gw1:a", ALICE, msg("m1"))
     await host.chat_end("s1", "gw1:t", THERA)
     with pytest.raises(CloseConnection) as exc:
-        await host.chat_message("s1", "gw1:a", ALICE, msg("m2"))
+        await send(host, "s1", "gw1:a", ALICE, msg("m2"))
     assert exc.value.close_code == CloseCode.SESSION_ENDED
     # a retry of a message accepted before the end still gets its ack
-    assert (await host.chat_message("s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
+    assert (await send(host, "s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
     with pytest.raises(CloseConnection) as join:
         await host.chat_join("s1", "gw1:b", BOB, None, False)
     assert join.value.close_code == CloseCode.SESSION_ENDED
@@ -208,7 +210,7 @@ async def test_end_by_a_client_is_forbidden(host: Host) -> None:
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
     with pytest.raises(Forbidden):
         await host.chat_end("s1", "gw1:a", ALICE)
-    assert (await host.chat_message("s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
+    assert (await send(host, "s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
     assert frames(events_since(host, 0), "ended") == []
 
 
@@ -217,16 +219,16 @@ async def test_end_by_a_client_is_forbidden(host: Host) -> None:
 
 async def test_restart_reloads_the_session(make_host: Callable[..., Host]) -> None:
     first = make_host()
-    epoch = (await first.chat_join("s1", "gw1:a", ALICE, None, False))["welcome"]["epoch"]
+    epoch = (await first.chat_join("s1", "gw1:a", ALICE, None, False)).welcome["epoch"]
     for i in (1, 2):
-        await first.chat_message("s1", "gw1:a", ALICE, msg(f"m{i}"))
+        await send(first, "s1", "gw1:a", ALICE, msg(f"m{i}"))
     again = make_host()  # a new incarnation on the same data dir
     assert again.incarnation != first.incarnation
-    welcome = (await again.chat_join("s1", "gw1:b", BOB, None, False))["welcome"]
+    welcome = (await again.chat_join("s1", "gw1:b", BOB, None, False)).welcome
     assert (welcome["epoch"], welcome["offset"]) == (epoch, 2)
-    assert (await again.chat_message("s1", "gw1:a", ALICE, msg("m3")))["offset"] == 3
+    assert (await send(again, "s1", "gw1:a", ALICE, msg("m3")))["offset"] == 3
     head = again.log.head
-    assert (await again.chat_message("s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
+    assert (await send(again, "s1", "gw1:a", ALICE, msg("m1")))["offset"] == 1
     assert again.log.since(head) == ([], False)
     assert stored_offsets(again) == [1, 2, 3]
 
@@ -236,15 +238,15 @@ async def test_restart_finds_old_ids_beyond_the_cache_in_the_store(
 ) -> None:
     first = make_host()
     for i in (1, 2, 3):
-        await first.chat_message("s1", "gw1:a", ALICE, msg(f"m{i}"))
+        await send(first, "s1", "gw1:a", ALICE, msg(f"m{i}"))
     monkeypatch.setattr(host_module, "IDEMPOTENCY_CACHE", 2)
     monkeypatch.setattr(chat_module, "IDEMPOTENCY_CACHE", 2)
     again = make_host()
     head = again.log.head
-    twins = [again.chat_message("s1", f"gw1:{k}", ALICE, msg("m1")) for k in "ab"]
+    twins = [send(again, "s1", f"gw1:{k}", ALICE, msg("m1")) for k in "ab"]
     acks = await asyncio.wait_for(asyncio.gather(*twins), WAIT)
     assert [a["offset"] for a in acks] == [1, 1]
-    assert (await again.chat_message("s1", "gw1:a", ALICE, msg("m4")))["offset"] == 4
+    assert (await send(again, "s1", "gw1:a", ALICE, msg("m4")))["offset"] == 4
     assert [f["offset"] for f in frames(events_since(again, head), "message")] == [4]
 
 
@@ -265,12 +267,11 @@ async def test_an_ended_session_stays_ended_after_restart(
 
 async def test_poll_of_another_incarnation_is_answered_at_once(host: Host) -> None:
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
-    await host.chat_message("s1", "gw1:a", ALICE, msg("m1"))
+    await send(host, "s1", "gw1:a", ALICE, msg("m1"))
     for incarnation in (None, "an-older-one"):
         res = await asyncio.wait_for(host.poll("gw1", incarnation, 0, 30.0), WAIT)
-        assert res == {"incarnation": host.incarnation, "events": [], "cursor": host.log.head,
-                       "lost": False}
-        assert res["cursor"] == 2
+        assert res == Polled(host.incarnation, [], host.log.head, False)
+        assert res.cursor == 2
 
 
 async def test_waiting_polls_wake_when_an_event_is_published(host: Host) -> None:
@@ -279,10 +280,10 @@ async def test_waiting_polls_wake_when_an_event_is_published(host: Host) -> None
     assert not any(p.done() for p in polls)
     await host.chat_join("s1", "gw1:a", ALICE, None, False)
     for res in await asyncio.wait_for(asyncio.gather(*polls), WAIT):
-        assert [e.frame["type"] for e in res["events"]] == ["presence"]
-        assert (res["cursor"], res["lost"]) == (1, False)
+        assert [e.frame["type"] for e in res.events] == ["presence"]
+        assert (res.cursor, res.lost) == (1, False)
     res = await asyncio.wait_for(host.poll("gw1", inc, 1, 0.01), WAIT)  # nothing new
-    assert (res["events"], res["cursor"], res["lost"]) == ([], 1, False)
+    assert (res.events, res.cursor, res.lost) == ([], 1, False)
 
 
 async def test_poll_reports_lost_when_the_log_overran(make_host: Callable[..., Host]) -> None:
@@ -290,11 +291,11 @@ async def test_poll_reports_lost_when_the_log_overran(make_host: Callable[..., H
     for i in range(6):
         host.publish(Event("chat:s1", {"type": "status", "n": i}))
     res = await asyncio.wait_for(host.poll("gw1", host.incarnation, 0, 30.0), WAIT)
-    assert res["lost"] is True
-    assert res["cursor"] == host.log.head == 6
-    assert [e.seq for e in res["events"]][-1] == 6
+    assert res.lost is True
+    assert res.cursor == host.log.head == 6
+    assert [e.seq for e in res.events][-1] == 6
     res = await asyncio.wait_for(host.poll("gw1", host.incarnation, 5, 30.0), WAIT)
-    assert (res["lost"], [e.seq for e in res["events"]]) == (False, [6])
+    assert (res.lost, [e.seq for e in res.events]) == (False, [6])
 
 
 # ------------------------------------------------------------------------------ inbox
@@ -303,7 +304,7 @@ async def test_poll_reports_lost_when_the_log_overran(make_host: Callable[..., H
 async def test_a_client_may_not_post_notifications(host: Host) -> None:
     with pytest.raises(Forbidden):
         await host.inbox_post(ALICE, note("bob"), None)
-    assert (await host.inbox_list("bob", "all", 50, None))["items"] == []
+    assert (await host.inbox_list("bob", "all", 50, None)).dump()["items"] == []
 
 
 async def test_post_idempotency_key_returns_the_first_answer(host: Host) -> None:
@@ -312,22 +313,22 @@ async def test_post_idempotency_key_returns_the_first_answer(host: Host) -> None
     assert again == first == {"id": first["id"], "state": "queued"}
     other = await host.inbox_post(THERA, note("bob"), "k1")  # keys are per producer
     assert other["id"] != first["id"]
-    assert len((await host.inbox_list("bob", "all", 50, None))["items"]) == 2
+    assert len((await host.inbox_list("bob", "all", 50, None)).dump()["items"]) == 2
 
 
 async def test_attach_sends_undelivered_oldest_first_with_counts(host: Host) -> None:
     ids = [(await host.inbox_post(SERVICE, note("bob", f"t{i}"), None))["id"] for i in range(3)]
     attached = await host.inbox_attach("bob", "gw1:a")
-    assert [i["id"] for i in attached["items"]] == ids
-    assert (attached["pending"], attached["unread"]) == (3, 3)
+    assert [i["id"] for i in attached.items] == ids
+    assert (attached.pending, attached.unread) == (3, 3)
     for nid in ids:
         status = await host.notification_status(nid, BOB)
         assert (status["state"], status["attempts"]) == ("sent", 1)
         assert status["sent_at"] is not None
     await host.inbox_ack("bob", ids[0], "delivered")
     again = await host.inbox_attach("bob", "gw1:b")  # another tab: the rest again
-    assert [i["id"] for i in again["items"]] == ids[1:]
-    assert (again["pending"], again["unread"]) == (2, 3)
+    assert [i["id"] for i in again.items] == ids[1:]
+    assert (again.pending, again.unread) == (2, 3)
     assert (await host.notification_status(ids[1], BOB))["attempts"] == 2
     assert (await host.notification_status(ids[0], BOB))["attempts"] == 1
 
@@ -360,8 +361,8 @@ async def test_read_ack_racing_another_tab_never_moves_backwards(
     assert status["state"] == "read"
     assert status["read_at"] is not None and status["delivered_at"] is not None
     attached = results[0] if held == "attach" else results[1]
-    assert [i["id"] for i in attached["items"]] == ([nid] if held == "attach" else [])
-    assert (await host.inbox_attach("bob", "gw1:c"))["items"] == []
+    assert [i["id"] for i in attached.items] == ([nid] if held == "attach" else [])
+    assert (await host.inbox_attach("bob", "gw1:c")).items == []
 
 
 async def test_read_ack_before_a_slow_post_finishes_is_not_undone(
@@ -371,7 +372,7 @@ async def test_read_ack_before_a_slow_post_finishes_is_not_undone(
     insert = gate(host.store, "insert_notification", after=True)  # durable, not yet answered
     posting = asyncio.ensure_future(host.inbox_post(SERVICE, note("bob"), None))
     await insert.wait_entered()
-    [item] = (await host.inbox_attach("bob", "gw1:b"))["items"]  # another tab gets it
+    [item] = (await host.inbox_attach("bob", "gw1:b")).items  # another tab gets it
     await host.inbox_ack("bob", item["id"], "read")
     insert.open()
     await asyncio.wait_for(posting, WAIT)
@@ -418,7 +419,7 @@ async def test_reap_drops_the_connections_of_a_reader_that_stopped_polling(
     clock.advance(60)
     await host.poll("gw2", inc, host.log.head, 0.0)  # gw2 keeps polling, gw1 went silent
     head = host.log.head
-    host._reap(clock.monotonic() + 40)  # gw1: 100 s silent; gw2: 40 s
+    host.reap(clock.monotonic() + 40)  # gw1: 100 s silent; gw2: 40 s
     [leave] = events_since(host, head)
     assert leave.topic == "chat:s1"
     assert (leave.frame["type"], leave.frame["event"], leave.frame["user"]) == (
@@ -433,12 +434,12 @@ async def test_reap_drops_the_connections_of_a_reader_that_stopped_polling(
     assert (await host.notification_status(to_bob, BOB))["state"] == "sent"
     # stream registrations: gw1's session stream is no longer served, gw2's system one is
     head = host.log.head
-    await host.chat_message("s1", "gw2:chat", BOB, msg("m1"))  # the session's figures change
+    await send(host, "s1", "gw2:chat", BOB, msg("m1"))  # the session's figures change
     clock.advance(2)
-    await host._tick()
+    await host.tick()
     ticked = {e.topic for e in events_since(host, head)} - {"chat:s1"}
     assert ticked == {"stream:system"}
-    host._reap(clock.monotonic() + 40)  # nothing left to drop twice
+    host.reap(clock.monotonic() + 40)  # nothing left to drop twice
     assert {e.topic for e in events_since(host, head)} - {"chat:s1"} == {"stream:system"}
 
 
@@ -476,10 +477,10 @@ async def test_first_tick_after_subscribe_does_not_repeat_the_snapshot(
     assert snap is not None and snap["data"]["online"] == 1
     head = host.log.head
     clock.advance(2)
-    await host._tick()
+    await host.tick()
     assert events_since(host, head, ref.topic) == []  # same figures: the snapshot counts
     await host.chat_join("s1", "gw1:b", BOB, None, True)
     clock.advance(2)
-    await host._tick()
+    await host.tick()
     [update] = events_since(host, head, ref.topic)
     assert (update.frame["type"], update.frame["data"]["online"]) == ("metrics", 2)

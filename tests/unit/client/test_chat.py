@@ -238,6 +238,19 @@ async def test_catches_up_through_history_when_not_recovered(
         await client.disconnect()
 
 
+async def test_live_gap_is_filled_through_history(server: tuple[ChatServer, str]) -> None:
+    chat, url = server
+    async with ChatClient(url, "tok", **FAST) as client:
+        await chat.broadcast(chat.store({"n": 1}))
+        assert await messages_until(client, 1) == [1]
+        for i in (2, 3):
+            chat.store({"n": i})  # stored, but their broadcast never reaches the client
+        await chat.broadcast(chat.store({"n": 4}))
+        await chat.broadcast(chat.store({"n": 5}))  # held while 2, 3 are fetched
+        assert await messages_until(client, 5) == [2, 3, 4, 5]
+        assert chat.of_type("history")[0]["before"] == 4 and client.last_offset == 5
+
+
 async def test_new_epoch_starts_from_the_welcome_offset(server: tuple[ChatServer, str]) -> None:
     chat, url = server
     async with ChatClient(url, "tok", **FAST) as client:

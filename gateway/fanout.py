@@ -7,7 +7,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from actors.directory import Directory
 from confide.events import Event
@@ -17,7 +17,8 @@ log = logging.getLogger("confide.fanout")
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An event with its frame serialized once for every local subscriber."""
+    """An event with its frame serialized once for every local subscriber of the replica
+    (empty for a control event, which is no frame)."""
 
     event: Event
     text: str
@@ -78,9 +79,7 @@ class Fanout:
         backoff = 0.1
         while True:
             try:
-                res: dict[str, Any] = await host.poll.remote(
-                    self._reader, incarnation, cursor, self._timeout
-                )
+                res = await host.poll(self._reader, incarnation, cursor, self._timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the host is restarting: poll again
@@ -90,20 +89,21 @@ class Fanout:
                 continue
             backoff = 0.1
             self.polls += 1
-            if res["incarnation"] != incarnation:
+            if res.incarnation != incarnation:
                 if incarnation is not None:
                     log.info("host %d restarted: resyncing its subscribers", index)
                     self._resync(index)
-                incarnation = res["incarnation"]
-            elif res["lost"]:
+                incarnation = res.incarnation
+            elif res.lost:
                 log.warning("gateway fell behind host %d: resyncing", index)
                 self._resync(index)
-            cursor = res["cursor"]
-            for event in res["events"]:
+            cursor = res.cursor
+            for event in res.events:
                 self.events += 1
                 subs = self._topics.get(event.topic)
                 if subs:
-                    out = Outgoing(event, json.dumps(event.frame, separators=(",", ":")))
+                    text = "" if event.control else json.dumps(event.frame, separators=(",", ":"))
+                    out = Outgoing(event, text)
                     for sub in list(subs):
                         sub.deliver(out)
 

@@ -6,33 +6,34 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
 from actors.directory import Directory
-from actors.fanout import Fanout
-from actors.pump import Pump
-from actors.ray_errors import unwrap
 from actors.ray_export import RayExporter
 from confide.auth import Principal, TokenVerifier
 from confide.config import Settings
 from confide.connection import authenticate, bearer, frame_limit
-from confide.errors import CloseCode, CloseConnection, ConfideError, Unauthorized
+from confide.errors import CloseCode, CloseConnection, Unauthorized
 from confide.metrics import GatewayStats
 from confide.protocol import SUBPROTOCOL, Endpoint, Hello
+from gateway.fanout import Fanout
+from gateway.pumps.base import Pump, PumpContext
 
 log = logging.getLogger("confide.gateway")
 
 
-class GatewayCore:
+class GatewayReplica:
+    """The WebSocket runtime of one Serve replica of the gateway."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.replica_id = uuid.uuid4().hex[:8]
         self.verifier = TokenVerifier(settings)
-        self.directory = Directory(settings)
-        self.fanout = Fanout(self.directory, settings.poll_timeout_s, self.replica_id)
+        self.hosts = Directory(settings)
+        self.fanout = Fanout(self.hosts, settings.poll_timeout_s, self.replica_id)
         self.stats = GatewayStats()
+        self.pump_context = PumpContext(settings, self.stats, self.fanout, self.hosts)
         self._reporter: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -50,23 +51,13 @@ class GatewayCore:
             await asyncio.sleep(1.0)
             tick += 1
             try:
-                await self.call("stream:system", "stream_report", source, "gateway",
-                                self.stats.snapshot())
+                await self.hosts.host_for("stream:system").stream_report(
+                    source, "gateway", self.stats.snapshot())
                 if tick % 5 == 0:
                     self.stats.render()  # refreshes the memory gauge
                     exporter.export()
             except Exception:  # analytics must never disturb the gateway
                 log.warning("could not report gateway figures", exc_info=True)
-
-    async def call(self, entity: str, op: str, *args: Any) -> Any:
-        """Call the host of `entity`; errors come back as the core's own exceptions."""
-        try:
-            return await self.directory.host_for(entity).call.remote(op, *args)
-        except Exception as exc:
-            inner = unwrap(exc)
-            if inner is not exc and isinstance(inner, (ConfideError, CloseConnection)):
-                raise inner from None
-            raise
 
     def rest_principal(self, authorization: str | None) -> Principal:
         """The caller of a REST request (any role); `Unauthorized` without a valid token."""
@@ -120,7 +111,7 @@ class GatewayCore:
         started = time.monotonic()
         self.stats.opened(endpoint)
         try:
-            pump = pump_type(ws, self, who, hello, self.conn_id(), **kwargs)
+            pump = pump_type(ws, self.pump_context, who, hello, self.conn_id(), **kwargs)
             await pump.run()
         finally:
             self.stats.ended(endpoint, time.monotonic() - started)

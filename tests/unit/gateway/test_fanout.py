@@ -1,6 +1,6 @@
-"""Fanout (actors/fanout.py): a gateway replica's long-poll loops, with fake hosts.
+"""Fanout (gateway/fanout.py): a gateway replica's long-poll loops, with fake hosts.
 
-A fake host answers `poll.remote(...)` from a queue the test fills; its next poll call
+A fake host answers `poll(...)` from a queue the test fills; its next poll call
 means the previous answer was fully handled (the loop handles an answer synchronously).
 """
 
@@ -9,28 +9,28 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from actors.fanout import Fanout, Outgoing
+from actors.host.messages import Polled
 from confide.events import Event
-
-from .support import until
+from gateway.fanout import Fanout, Outgoing
+from tests.unit.actors.support import until
 
 TIMEOUT = 30.0
 
 
 class FakeHost:
-    def __init__(self) -> None:
-        self.answers: asyncio.Queue[dict[str, Any] | Exception] = asyncio.Queue()
-        self.calls: list[tuple[str, str | None, int, float]] = []
-        self.poll = SimpleNamespace(remote=self._remote)
+    """Stands in for a `HostClient`: its `poll` answers what the test queued."""
 
-    async def _remote(
+    def __init__(self) -> None:
+        self.answers: asyncio.Queue[Polled | Exception] = asyncio.Queue()
+        self.calls: list[tuple[str, str | None, int, float]] = []
+
+    async def poll(
         self, reader: str, incarnation: str | None, cursor: int, timeout: float
-    ) -> dict[str, Any]:
+    ) -> Polled:
         self.calls.append((reader, incarnation, cursor, timeout))
         answer = await self.answers.get()
         if isinstance(answer, Exception):
@@ -41,8 +41,7 @@ class FakeHost:
         self, incarnation: str, events: list[Event] = (), cursor: int = 0,  # type: ignore[assignment]
         lost: bool = False,
     ) -> None:
-        self.answers.put_nowait(
-            {"incarnation": incarnation, "events": list(events), "cursor": cursor, "lost": lost})
+        self.answers.put_nowait(Polled(incarnation, list(events), cursor, lost))
 
     async def polled(self, n: int) -> None:
         """Wait until the host was polled `n` times (all answers before were handled)."""

@@ -7,8 +7,6 @@ import contextlib
 import logging
 from typing import Any
 
-from actors.fanout import Outgoing
-from actors.pump import RESYNC, Pump
 from confide.analytics import StreamRef, resolve
 from confide.errors import ConfideError, Internal, InvalidMessage, NotFound, RateLimited
 from confide.protocol import (
@@ -21,6 +19,8 @@ from confide.protocol import (
     Unsubscribed,
     Welcome,
 )
+from gateway.fanout import Outgoing
+from gateway.pumps.base import RESYNC, Pump
 
 log = logging.getLogger("confide.analytics")
 
@@ -38,7 +38,7 @@ class AnalyticsPump(Pump):
 
     async def open(self) -> None:
         await self.send_frame(Welcome(user=self.who.user, role=self.who.role,
-                                      heartbeat_s=self.core.settings.heartbeat_s))
+                                      heartbeat_s=self.ctx.settings.heartbeat_s))
 
     def deliver(self, out: Outgoing) -> None:
         # Only streams whose subscription the host accepted (not one being refused).
@@ -46,14 +46,13 @@ class AnalyticsPump(Pump):
             super().deliver(out)
 
     async def _subscribe(self, ref: StreamRef) -> dict[str, Any] | None:
-        self.core.fanout.subscribe(ref.topic, self, ref.route)
+        self.ctx.fanout.subscribe(ref.topic, self, ref.route)
         try:
-            snapshot: dict[str, Any] | None = await self.core.call(
-                ref.route, "stream_subscribe", ref, self.conn_id, self.who
-            )
+            snapshot = await self.ctx.hosts.host_for(ref.route).stream_subscribe(
+                ref, self.conn_id, self.who)
         except BaseException:
             if ref.topic not in self.streams:
-                self.core.fanout.unsubscribe(ref.topic, self)
+                self.ctx.fanout.unsubscribe(ref.topic, self)
             raise
         return snapshot
 
@@ -87,7 +86,7 @@ class AnalyticsPump(Pump):
 
     async def _submit(self, ref: StreamRef, frame: Submit) -> None:
         try:
-            await self.core.call(ref.route, "fhe_submit", ref, frame.ciphertext)
+            await self.ctx.hosts.host_for(ref.route).fhe_submit(ref, frame.ciphertext)
         except ConfideError as err:
             err.frame_id = frame.id
             self.push_error(err)
@@ -98,8 +97,8 @@ class AnalyticsPump(Pump):
             self.push_frame(Ack(id=frame.id))
 
     async def _unsubscribe(self, ref: StreamRef) -> None:
-        self.core.fanout.unsubscribe(ref.topic, self)
-        await self.core.call(ref.route, "stream_unsubscribe", ref, self.conn_id)
+        self.ctx.fanout.unsubscribe(ref.topic, self)
+        await self.ctx.hosts.host_for(ref.route).stream_unsubscribe(ref, self.conn_id)
 
     async def render(self, item: Any) -> None:
         if item is RESYNC:
@@ -108,7 +107,7 @@ class AnalyticsPump(Pump):
                     snapshot = await self._subscribe(ref)
                 except ConfideError as err:  # e.g. the key was deleted: drop this stream
                     self.streams.pop(ref.topic, None)
-                    self.core.fanout.unsubscribe(ref.topic, self)
+                    self.ctx.fanout.unsubscribe(ref.topic, self)
                     self.push_error(err)
                     continue
                 if snapshot:
@@ -122,7 +121,7 @@ class AnalyticsPump(Pump):
         for task in list(self._submits):
             task.cancel()
         for ref in list(self.streams.values()):
-            self.core.fanout.unsubscribe(ref.topic, self)
+            self.ctx.fanout.unsubscribe(ref.topic, self)
         for ref in list(self.streams.values()):
             with contextlib.suppress(Exception):  # best effort: hosts also reap leases
-                await self.core.call(ref.route, "stream_unsubscribe", ref, self.conn_id)
+                await self.ctx.hosts.host_for(ref.route).stream_unsubscribe(ref, self.conn_id)

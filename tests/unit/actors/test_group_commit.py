@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from actors.commit import GroupCommitter
+from actors.host.commit import GroupCommitter
 from confide.events import Event
 from confide.store.base import StoredMessage
 

@@ -40,6 +40,10 @@ class GroupCommitter:
         self.batches = 0
         self.committed = 0
 
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The drain task, while one runs."""
+        return [self._task] if self._task is not None else []
+
     async def commit(self, message: StoredMessage, event: Event) -> None:
         item = _Item(message, event, asyncio.get_running_loop().create_future())
         self._queue.append(item)

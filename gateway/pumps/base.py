@@ -1,7 +1,8 @@
 """The per-WebSocket pump in a gateway replica: reader, writer, heartbeat, closes.
 
 All protocol decisions come from the core (`confide.connection`, entities on hosts);
-this module only moves frames. Each endpoint subclasses `Pump`.
+this module only moves frames. Each endpoint subclasses `Pump`; a pump sees only its
+`PumpContext` (settings, metrics, fan-out, host clients), not the whole replica.
 """
 
 from __future__ import annotations
@@ -11,43 +12,54 @@ import contextlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from actors.fanout import Outgoing
+from actors.directory import Directory
 from actors.ray_errors import unwrap
 from confide.auth import Principal
+from confide.config import Settings
 from confide.connection import InboundGate, frame_limit
 from confide.errors import CloseCode, CloseConnection, ConfideError
+from confide.metrics import GatewayStats
 from confide.protocol import Endpoint, Error, Frame, Hello, Ping, Pong
-
-if TYPE_CHECKING:
-    from actors.gateway import GatewayCore
+from gateway.fanout import Fanout, Outgoing
 
 log = logging.getLogger("confide.pump")
 
 RESYNC = object()
 
 
+@dataclass(frozen=True)
+class PumpContext:
+    """What a pump may use of its gateway replica."""
+
+    settings: Settings
+    stats: GatewayStats
+    fanout: Fanout
+    hosts: Directory
+
+
 class Pump:
     endpoint: ClassVar[Endpoint]
 
     def __init__(
-        self, ws: WebSocket, core: GatewayCore, who: Principal, hello: Hello, conn_id: str
+        self, ws: WebSocket, ctx: PumpContext, who: Principal, hello: Hello, conn_id: str
     ) -> None:
         self.ws = ws
-        self.core = core
+        self.ctx = ctx
         self.who = who
         self.hello = hello
         self.conn_id = conn_id
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(core.settings.send_queue)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(ctx.settings.send_queue)
         self._closing: asyncio.Future[CloseConnection] = (
             asyncio.get_running_loop().create_future()
         )
         self.gate = InboundGate(
-            core.settings, self.endpoint, who, time.time(),
-            frame_limit(core.settings, self.endpoint),
+            ctx.settings, self.endpoint, who, time.time(),
+            frame_limit(ctx.settings, self.endpoint),
         )
 
     # --------------------------------------------------------- to override
@@ -77,7 +89,7 @@ class Pump:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
-            self.core.stats.slow_consumer(self.endpoint)
+            self.ctx.stats.slow_consumer(self.endpoint)
             self.close_with(CloseCode.OVERLOADED, "slow consumer")
 
     def push_frame(self, frame: Frame | dict[str, Any]) -> None:
@@ -85,12 +97,12 @@ class Pump:
         self.push(json.dumps(data, separators=(",", ":")))
 
     def push_error(self, err: ConfideError) -> None:
-        self.core.stats.error(self.endpoint, err.code.value)
+        self.ctx.stats.error(self.endpoint, err.code.value)
         self.push_frame(Error(code=err.code.value, message=err.message, id=err.frame_id))
 
     async def send_text(self, text: str) -> None:
         await self.ws.send_text(text)
-        self.core.stats.sent(self.endpoint, len(text))
+        self.ctx.stats.sent(self.endpoint, len(text))
 
     async def send_frame(self, frame: Frame | dict[str, Any]) -> None:
         data = frame.dump() if isinstance(frame, Frame) else frame
@@ -145,13 +157,13 @@ class Pump:
             await self.close(close)
 
     async def close(self, close: CloseConnection) -> None:
-        self.core.stats.closed(self.endpoint, int(close.close_code))
+        self.ctx.stats.closed(self.endpoint, int(close.close_code))
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):  # the peer may be gone already
                 await self.ws.close(int(close.close_code), close.reason)
 
     async def _read_loop(self) -> None:
-        limit = 2 * self.core.settings.heartbeat_s
+        limit = 2 * self.ctx.settings.heartbeat_s
         while True:
             try:
                 msg = await asyncio.wait_for(self.ws.receive(), timeout=limit)
@@ -161,7 +173,7 @@ class Pump:
                 raise WebSocketDisconnect(msg.get("code", 1000))
             text = msg.get("text")
             raw: str | bytes = text if text is not None else msg.get("bytes") or b""
-            self.core.stats.received(self.endpoint, len(raw))
+            self.ctx.stats.received(self.endpoint, len(raw))
             frame: Frame | None = None
             try:
                 frame = self.gate.check(raw, time.time())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.fanout import Outgoing
-from actors.pump import RESYNC, Pump
+from actors.host.messages import Attached
 from confide.protocol import Frame, ListRequest, NotificationAck, Welcome
+from gateway.fanout import Outgoing
+from gateway.pumps.base import RESYNC, Pump
 
 
 class InboxPump(Pump):
@@ -15,37 +16,33 @@ class InboxPump(Pump):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.topic = f"inbox:{self.who.user}"
-        self.host = self.core.directory.host_for(self.topic)
+        self.host = self.ctx.hosts.host_for(self.topic)
 
-    async def _attach(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.host.call.remote(
-            "inbox_attach", self.who.user, self.conn_id
-        )
-        return result
+    async def _attach(self) -> Attached:
+        return await self.host.inbox_attach(self.who.user, self.conn_id)
 
     async def open(self) -> None:
-        self.core.fanout.subscribe(self.topic, self)
+        self.ctx.fanout.subscribe(self.topic, self)
         attached = await self._attach()
         await self.send_frame(
             Welcome(user=self.who.user, role=self.who.role,
-                    heartbeat_s=self.core.settings.heartbeat_s,
-                    pending=attached["pending"], unread=attached["unread"])
+                    heartbeat_s=self.ctx.settings.heartbeat_s,
+                    pending=attached.pending, unread=attached.unread)
         )
-        for item in attached["items"]:
+        for item in attached.items:
             await self.send_frame(item)
 
     async def handle(self, frame: Frame) -> None:
         if isinstance(frame, NotificationAck):
-            await self.host.call.remote("inbox_ack", self.who.user, frame.id, frame.state)
+            await self.host.inbox_ack(self.who.user, frame.id, frame.state)
         elif isinstance(frame, ListRequest):
-            self.push_frame(await self.host.call.remote(
-                "inbox_list", self.who.user, frame.state, frame.limit, frame.before
-            ))
+            self.push_frame(await self.host.inbox_list(
+                self.who.user, frame.state, frame.limit, frame.before))
 
     async def render(self, item: Any) -> None:
         if item is RESYNC:
             # The host restarted: re-attach; undelivered ones come again (at-least-once).
-            for frame in (await self._attach())["items"]:
+            for frame in (await self._attach()).items:
                 await self.send_frame(frame)
         elif isinstance(item, Outgoing):
             await self.send_text(item.text)
@@ -53,5 +50,5 @@ class InboxPump(Pump):
             await super().render(item)
 
     async def finish(self) -> None:
-        self.core.fanout.unsubscribe(self.topic, self)
-        await self.host.call.remote("inbox_detach", self.who.user, self.conn_id)
+        self.ctx.fanout.unsubscribe(self.topic, self)
+        await self.host.inbox_detach(self.who.user, self.conn_id)

@@ -1,0 +1,193 @@
+"""`HostClient`: the typed client of one host actor that a gateway replica uses.
+
+Chat messages of every connection of the replica travel together: at most one
+`chat_batch` call is in flight per (replica, host), carrying everything queued since
+the previous one left, so load batches itself (one Ray call, one group commit). Each
+connection's messages stay in the order it sent them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from actors.host.messages import Attached, ChatAnswer, ChatItem, Joined, Polled
+from actors.ray_errors import unwrap
+from confide.analytics import StreamRef
+from confide.auth import Principal
+from confide.errors import CloseConnection, ConfideError, Internal
+from confide.inbox import NotificationRequest
+from confide.protocol import Error, History, HistoryRequest, Notifications, Resume, Status
+
+log = logging.getLogger("confide.host")
+
+#: Chat messages one `chat_batch` call carries at most.
+MAX_BATCH = 1024
+
+AnswerCallback = Callable[[ChatAnswer], None]
+
+
+class HostClient:
+    def __init__(self, actor: Any, max_batch: int = MAX_BATCH) -> None:
+        self.actor = actor
+        self._max_batch = max_batch
+        self._pending: list[tuple[ChatItem, AnswerCallback]] = []
+        self._sender: asyncio.Task[None] | None = None
+        #: `chat_batch` calls made and messages they carried (for metrics and tests).
+        self.batches = 0
+        self.batched = 0
+
+    async def _wait(self, ref: Any) -> Any:
+        """A call's result; errors come back as the core's own exceptions."""
+        try:
+            return await ref
+        except Exception as exc:
+            inner = unwrap(exc)
+            if inner is not exc and isinstance(inner, (ConfideError, CloseConnection)):
+                raise inner from None
+            raise
+
+    # ------------------------------------------------------ batched messages
+
+    def send_message(self, item: ChatItem, on_answer: AnswerCallback) -> None:
+        """Queue a chat message; `on_answer` gets its ack, error or close (on this loop)."""
+        self._pending.append((item, on_answer))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_batches())
+
+    async def _send_batches(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            answers: list[ChatAnswer]
+            try:
+                answers = await self._wait(
+                    self.actor.chat_batch.remote([item for item, _ in batch])
+                )
+            except Exception as exc:  # noqa: BLE001 - every message of the batch is answered
+                err = (
+                    exc
+                    if isinstance(exc, ConfideError)
+                    else Internal("message could not be stored")
+                )
+                if not isinstance(exc, ConfideError):
+                    log.error("a batch of chat messages failed: %s", type(exc).__name__)
+                answers = [
+                    Error(code=err.code.value, message=err.message, id=item.message.id)
+                    for item, _ in batch
+                ]
+            self.batches += 1
+            self.batched += len(batch)
+            for (_, on_answer), answer in zip(batch, answers, strict=True):
+                try:
+                    on_answer(answer)
+                except Exception:  # one connection must not stop the others
+                    log.exception("a connection failed to take its answer")
+
+    # ------------------------------------------------------------------ calls
+
+    async def poll(
+        self, reader: str, incarnation: str | None, cursor: int, timeout: float
+    ) -> Polled:
+        polled: Polled = await self._wait(
+            self.actor.poll.remote(reader, incarnation, cursor, timeout)
+        )
+        return polled
+
+    async def chat_join(
+        self, session_id: str, conn_id: str, who: Principal, resume: Resume | None, quiet: bool
+    ) -> Joined:
+        joined: Joined = await self._wait(
+            self.actor.chat_join.remote(session_id, conn_id, who, resume, quiet)
+        )
+        return joined
+
+    async def chat_replay(self, session_id: str, after: int, upto: int) -> list[dict[str, Any]]:
+        page: list[dict[str, Any]] = await self._wait(
+            self.actor.chat_replay.remote(session_id, after, upto)
+        )
+        return page
+
+    async def chat_leave(self, session_id: str, conn_id: str) -> None:
+        await self._wait(self.actor.chat_leave.remote(session_id, conn_id))
+
+    async def chat_status(
+        self, session_id: str, conn_id: str, who: Principal, status: Status
+    ) -> None:
+        await self._wait(self.actor.chat_status.remote(session_id, conn_id, who, status))
+
+    async def chat_history(self, session_id: str, req: HistoryRequest) -> History:
+        history: History = await self._wait(self.actor.chat_history.remote(session_id, req))
+        return history
+
+    async def chat_configure(
+        self, session_id: str, who: Principal, fhe: dict[str, Any]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._wait(
+            self.actor.chat_configure.remote(session_id, who, fhe)
+        )
+        return result
+
+    async def chat_end(self, session_id: str, conn_id: str, who: Principal) -> None:
+        await self._wait(self.actor.chat_end.remote(session_id, conn_id, who))
+
+    async def inbox_post(
+        self, producer: Principal, req: NotificationRequest, idempotency_key: str | None
+    ) -> dict[str, str]:
+        result: dict[str, str] = await self._wait(
+            self.actor.inbox_post.remote(producer, req, idempotency_key)
+        )
+        return result
+
+    async def inbox_attach(self, user: str, conn_id: str) -> Attached:
+        attached: Attached = await self._wait(self.actor.inbox_attach.remote(user, conn_id))
+        return attached
+
+    async def inbox_detach(self, user: str, conn_id: str) -> None:
+        await self._wait(self.actor.inbox_detach.remote(user, conn_id))
+
+    async def inbox_ack(self, user: str, notification_id: str, state: str) -> None:
+        await self._wait(self.actor.inbox_ack.remote(user, notification_id, state))
+
+    async def inbox_list(
+        self, user: str, state: str, limit: int, before: str | None
+    ) -> Notifications:
+        items: Notifications = await self._wait(
+            self.actor.inbox_list.remote(user, state, limit, before)
+        )
+        return items
+
+    async def notification_status(self, notification_id: str, who: Principal) -> dict[str, Any]:
+        result: dict[str, Any] = await self._wait(
+            self.actor.notification_status.remote(notification_id, who)
+        )
+        return result
+
+    async def stream_subscribe(
+        self, ref: StreamRef, conn_id: str, who: Principal
+    ) -> dict[str, Any] | None:
+        snapshot: dict[str, Any] | None = await self._wait(
+            self.actor.stream_subscribe.remote(ref, conn_id, who)
+        )
+        return snapshot
+
+    async def stream_unsubscribe(self, ref: StreamRef, conn_id: str) -> None:
+        await self._wait(self.actor.stream_unsubscribe.remote(ref, conn_id))
+
+    async def stream_report(self, source: str, kind: str, data: dict[str, Any]) -> None:
+        await self._wait(self.actor.stream_report.remote(source, kind, data))
+
+    async def fhe_submit(self, ref: StreamRef, ciphertext: str) -> None:
+        await self._wait(self.actor.fhe_submit.remote(ref, ciphertext))
+
+    def fhe_key_deleted(self, key_id: str) -> None:
+        """Fire and forget: the host drops its cached key record."""
+        self.actor.fhe_key_deleted.remote(key_id)
+
+    async def stats(self, timeout: float) -> dict[str, Any]:
+        stats: dict[str, Any] = await asyncio.wait_for(
+            self._wait(self.actor.stats.remote()), timeout
+        )
+        return stats

@@ -1,0 +1,11 @@
+"""`Host`: every entity operation of a host actor, without Ray (unit tests drive it)."""
+
+from __future__ import annotations
+
+from actors.host.chat_ops import ChatOps
+from actors.host.inbox_ops import InboxOps
+from actors.host.stream_ops import StreamOps
+
+
+class Host(ChatOps, InboxOps, StreamOps):
+    """Chat sessions, inboxes and analytics streams of one host actor (see HostBase)."""
