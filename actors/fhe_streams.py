@@ -24,6 +24,7 @@ from confide.auth import Principal
 from confide.config import Settings
 from confide.errors import ConfideError, Forbidden, Internal, InvalidMessage, NotFound
 from confide.events import Event
+from confide.protocol import Insight
 from confide.store import FheKeyRecord, Store
 
 log = logging.getLogger("confide.fhe")
@@ -221,7 +222,7 @@ class FheStreams:
         except Exception as exc:  # noqa: BLE001 - an insight is best effort; chat goes on
             log.warning("insight for offset %d failed: %s", offset, type(exc).__name__)
             return
-        frame = {"type": "insight", "for_offset": offset, "key_id": fhe["key_id"],
-                 "model": model["name"], "ciphertext": base64.b64encode(score).decode()}
-        self.publish(Event(topic, frame, only_roles=frozenset({"therapist"}),
-                           size=len(frame["ciphertext"])))
+        frame = Insight(for_offset=offset, key_id=fhe["key_id"], model=model["name"],
+                        ciphertext=base64.b64encode(score).decode())
+        self.publish(Event(topic, frame.dump(), only_roles=frozenset({"therapist"}),
+                           size=len(frame.ciphertext)))

@@ -14,7 +14,7 @@ from confide.analytics import SessionActivity
 from confide.auth import Principal
 from confide.errors import CloseCode, CloseConnection, Forbidden
 from confide.events import Event
-from confide.protocol import ChatMessage, Resume, Status
+from confide.protocol import ChatMessage, Ended, Presence, Resume, Status, StatusEvent
 from confide.store.base import SessionRecord, StoredMessage
 
 IDEMPOTENCY_CACHE = 4096
@@ -142,8 +142,9 @@ class ChatSession:
         return events
 
     def _presence(self, event: str, user: str) -> Event:
-        frame = {"type": "presence", "event": event, "user": user, "members": self.members()}
-        return Event(self.topic, frame)
+        frame = Presence.model_validate({"event": event, "user": user,
+                                         "members": self.members()})
+        return Event(self.topic, frame.dump())
 
     def _member(self, conn_id: str, who: Principal) -> _Conn:
         """The connection's membership; re-attached quietly when this entity was reloaded."""
@@ -215,16 +216,16 @@ class ChatSession:
         for c in self._conns.values():
             if c.user == conn.user:
                 c.status = status
-        frame = {"type": "status", "user": conn.user, "status": status, "ts": now}
-        return [Event(self.topic, frame, exclude_user=conn.user)]
+        frame = StatusEvent(user=conn.user, status=status, ts=now)
+        return [Event(self.topic, frame.dump(), exclude_user=conn.user)]
 
     def end(self, conn_id: str, who: Principal) -> list[Event]:
         conn = self._member(conn_id, who)
         if conn.role != "therapist":
             raise Forbidden("only a therapist in the session may end it")
         self.ended = True
-        frame = {"type": "ended", "by": conn.user}
-        return [Event(self.topic, frame, close_code=int(CloseCode.SESSION_ENDED))]
+        frame = Ended(by=conn.user)
+        return [Event(self.topic, frame.dump(), close_code=int(CloseCode.SESSION_ENDED))]
 
     def figures(self, now: float) -> dict[str, Any]:
         """The `session:<id>` analytics stream's figures."""

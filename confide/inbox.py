@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from confide.errors import Forbidden, NotFound
+from confide.protocol import Notification
 from confide.store.base import NotificationRecord
 
 ORDER = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -48,18 +49,10 @@ def new_record(
 
 
 def frame(rec: NotificationRecord, with_state: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "type": "notification",
-        "id": rec.id,
-        "kind": rec.kind,
-        "title": rec.title,
-        "body": rec.body,
-        "data": rec.data,
-        "created_at": rec.created_at,
-    }
-    if with_state:
-        out["state"] = rec.state
-    return out
+    return Notification(
+        id=rec.id, kind=rec.kind, title=rec.title, body=rec.body, data=rec.data,
+        created_at=rec.created_at, state=rec.state if with_state else None,
+    ).dump()
 
 
 def status(rec: NotificationRecord) -> dict[str, Any]:

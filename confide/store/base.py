@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from confide.protocol import MessageEvent
+
 
 @dataclass(frozen=True)
 class StoredMessage:
@@ -22,17 +24,11 @@ class StoredMessage:
     encrypted: bool
 
     def frame(self) -> dict[str, Any]:
-        return {
-            "type": "message",
-            "session_id": self.session_id,
-            "offset": self.offset,
-            "epoch": self.epoch,
-            "id": self.id,
-            "sender": self.sender,
-            "ts": self.ts,
-            "body": self.body,
-            "encrypted": self.encrypted,
-        }
+        """The `message` frame every member gets."""
+        return MessageEvent(
+            session_id=self.session_id, offset=self.offset, epoch=self.epoch, id=self.id,
+            sender=self.sender, ts=self.ts, body=self.body, encrypted=self.encrypted,
+        ).dump()
 
 
 @dataclass(frozen=True)
