@@ -25,9 +25,10 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: install
-	$(VENV)/bin/mypy confide fhe actors serve_app.py
+	$(VENV)/bin/mypy confide fhe actors gateway serve_app.py
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit

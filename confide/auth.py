@@ -1,21 +1,22 @@
-"""JWT verification and dev-token minting (PyJWT).
+"""JWT verification (PyJWT).
 
 HS256 with a shared secret by default; RS256/ES256 with a PEM public key in production.
+Dev-token minting lives in `confide.tokens` (the SDK uses it too) and is re-exported here.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any, cast, get_args
+from typing import Any, cast
 
 import jwt
 
 from confide.config import Settings
 from confide.errors import Unauthorized
 from confide.protocol import Role
+from confide.tokens import ROLES, mint_token
 
-ROLES: frozenset[str] = frozenset(get_args(Role))
+__all__ = ["ROLES", "Principal", "TokenVerifier", "mint_token"]
 
 
 @dataclass(frozen=True)
@@ -83,23 +84,3 @@ class TokenVerifier:
         if not isinstance(sessions, list) or not all(isinstance(s, str) for s in sessions):
             raise Unauthorized("invalid sessions claim")
         return Principal(sub, cast(Role, role), frozenset(sessions), float(claims["exp"]))
-
-
-def mint_token(
-    secret: str,
-    sub: str,
-    *,
-    role: str = "client",
-    sessions: list[str] | None = None,
-    ttl_s: float = 24 * 3600,
-    extra: dict[str, Any] | None = None,
-) -> str:
-    """An HS256 token for development and tests."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {sorted(ROLES)}")
-    now = int(time.time())
-    claims: dict[str, Any] = {"sub": sub, "role": role, "iat": now, "exp": now + int(ttl_s)}
-    if sessions is not None:
-        claims["sessions"] = sessions
-    claims.update(extra or {})
-    return jwt.encode(claims, secret, algorithm="HS256")

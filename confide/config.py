@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from confide.tokens import DEV_SECRET_FILE
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONFIDE_", frozen=True)
@@ -78,11 +80,12 @@ class Settings(BaseSettings):
         """The HS256 secret.
 
         When none is configured, a development secret is generated once and kept in
-        `<data_dir>/dev-jwt-secret` (mode 0600), so the server and `confide token` agree.
+        `<data_dir>/dev-jwt-secret` (mode 0600), so the server and `confide token` agree
+        (the CLI only reads that file; it never creates it).
         """
         if self.jwt_secret:
             return self.jwt_secret
-        path = self.data_dir / "dev-jwt-secret"
+        path = self.data_dir / DEV_SECRET_FILE
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}")

@@ -96,9 +96,9 @@ class CloseConnection(Exception):
     """The connection must end with this close code (a fatal protocol condition)."""
 
     def __init__(self, close_code: CloseCode, reason: str = "") -> None:
-        super().__init__(reason or close_code.name.lower())
         self.close_code = close_code
         self.reason = reason or close_code.name.lower().replace("_", " ")
+        super().__init__(self.reason)  # the same message before and after a pickle
 
     def __reduce__(self) -> tuple[object, ...]:
         # Crosses Ray boundaries (host → gateway): rebuild from code and reason.

@@ -15,14 +15,14 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from confide.auth import ROLES, mint_token
 from confide.client import fhe as fhe_commands
 from confide.client import terminal
 from confide.client.errors import ClientError
-from confide.config import Settings
+from confide.tokens import DEV_SECRET_FILE, ROLES, mint_token
 from fhe.presets import PRESETS
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -33,7 +33,26 @@ NOTIFY_TOKEN_TTL_S = 300
 
 
 def _secret(args: argparse.Namespace) -> str:
-    return str(args.secret) if args.secret else Settings().signing_secret()
+    """The HS256 secret: --secret, else CONFIDE_JWT_SECRET, else the dev secret file the
+    server writes under CONFIDE_DATA_DIR (read only: the CLI never creates one)."""
+    if args.secret:
+        return str(args.secret)
+    configured = os.environ.get("CONFIDE_JWT_SECRET")
+    if configured:
+        return configured
+    path = Path(os.environ.get("CONFIDE_DATA_DIR") or "./data") / DEV_SECRET_FILE
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        secret = ""
+    except OSError as e:
+        raise SystemExit(f"confide: cannot read the dev secret {path}: {e.strerror}") from None
+    if not secret:
+        raise SystemExit(
+            "confide: no signing secret: give --secret, set CONFIDE_JWT_SECRET, or point "
+            f"CONFIDE_DATA_DIR at the server's data directory ({path} is missing or empty)"
+        )
+    return secret
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -65,7 +84,7 @@ def add_token(sub: SubParsers) -> None:
         "token",
         help="mint an HS256 development token",
         description="Signs with --secret, else CONFIDE_JWT_SECRET, else the dev "
-        "secret file under CONFIDE_DATA_DIR (the one `make run` uses).",
+        "secret file under CONFIDE_DATA_DIR (the one `make run` writes; read, never created).",
     )
     p.add_argument("--sub", required=True, help="user id")
     p.add_argument("--role", default="client", choices=sorted(ROLES))
@@ -73,7 +92,9 @@ def add_token(sub: SubParsers) -> None:
         "--sessions", nargs="*", metavar="ID", help="chat sessions it may join ('*': any)"
     )
     p.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
-    p.add_argument("--secret", help="HS256 secret (default: the configured one)")
+    p.add_argument(
+        "--secret", help="HS256 secret (default: CONFIDE_JWT_SECRET, else the dev secret file)"
+    )
     p.set_defaults(run=cmd_token)
 
 

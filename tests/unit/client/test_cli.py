@@ -50,14 +50,54 @@ def test_token_with_secret(capsys: pytest.CaptureFixture[str]) -> None:
 def test_token_uses_the_configured_secret(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("CONFIDE_JWT_SECRET", raising=False)
+    dev_secret = "dev-secret-the-server-wrote-0123456789"
+    (tmp_path / "dev-jwt-secret").write_text(dev_secret + "\n")
     monkeypatch.setenv("CONFIDE_DATA_DIR", str(tmp_path))
     assert main(["token", "--sub", "alice"]) == 0
-    dev_secret = (tmp_path / "dev-jwt-secret").read_text().strip()
     assert claims(capsys.readouterr().out.strip(), dev_secret)["role"] == "client"
-    monkeypatch.setenv("CONFIDE_JWT_SECRET", SECRET)
+    monkeypatch.setenv("CONFIDE_JWT_SECRET", SECRET)  # wins over the dev secret file
     assert main(["token", "--sub", "alice"]) == 0
     assert claims(capsys.readouterr().out.strip())["sub"] == "alice"
+    assert main(["token", "--sub", "bob", "--secret", "x" * 32]) == 0  # wins over both
+    assert claims(capsys.readouterr().out.strip(), "x" * 32)["sub"] == "bob"
+
+
+def test_token_reads_the_default_data_dir(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dev-jwt-secret").write_text(SECRET)
+    monkeypatch.chdir(tmp_path)
+    assert main(["token", "--sub", "alice"]) == 0
+    assert claims(capsys.readouterr().out.strip())["sub"] == "alice"
+
+
+NO_SECRET_COMMANDS = [
+    ["token", "--sub", "alice"],
+    # With no token, notify mints a service token: it needs the secret before any request.
+    ["notify", "alice", "--title", "t", "--body", "b", "--url", "http://127.0.0.1:9"],
+]
+
+
+@pytest.mark.parametrize("command", NO_SECRET_COMMANDS)
+def test_no_secret_anywhere_fails_clearly_and_creates_nothing(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default ./data holds no secret either
+    data = tmp_path / "server-data"
+    for data_dir in (None, data):
+        if data_dir is not None:
+            monkeypatch.setenv("CONFIDE_DATA_DIR", str(data_dir))
+        with pytest.raises(SystemExit) as exited:
+            main(command)
+        message = str(exited.value.code)
+        assert "no signing secret" in message and "--secret" in message
+        assert "CONFIDE_JWT_SECRET" in message and "dev-jwt-secret" in message
+    data.mkdir()
+    (data / "dev-jwt-secret").write_text("  \n")  # empty: as good as none
+    with pytest.raises(SystemExit, match="no signing secret"):
+        main(command)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["dev-jwt-secret", "server-data"]
 
 
 REQUESTS: list[tuple[str, dict[str, str], bytes]] = []
