@@ -35,6 +35,10 @@ def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str,
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(REPLICA_PORTS[0]),
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(REPLICA_PORTS[1]),
+        # A stopping replica waits this long for load balancers to stop sending it new
+        # connections (30 s by default). HAProxy here learns within 0.1 s, and open
+        # WebSockets are dropped either way (clients resume), so 2 s is plenty.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
         "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
