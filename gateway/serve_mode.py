@@ -15,6 +15,7 @@ in the environment before Ray starts (`serve_env` then `apply`), and on every no
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -44,7 +45,10 @@ def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_NBTHREAD": "1",
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port or settings.port + 404),
+        # HAProxy binds these even with its metrics off; fixed defaults (9101, 8404)
+        # would clash between two Servers on one machine (a test run beside `make run`).
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port or free_port()),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run),
@@ -53,6 +57,13 @@ def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str,
         "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(int(4 * settings.heartbeat_s) + 60),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+
+
+def free_port() -> int:
+    """A loopback port free at this moment."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def runtime_dir(env: dict[str, str]) -> Path:
