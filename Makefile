@@ -40,7 +40,7 @@ test: install lint typecheck
 	$(VENV)/bin/pytest -q
 
 bench: install
-	$(PY) benchmarks/chat_throughput.py
+	$(PY) benchmarks/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
