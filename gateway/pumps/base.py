@@ -54,6 +54,8 @@ class Pump:
         self.hello = hello
         self.conn_id = conn_id
         self.queue: asyncio.Queue[Any] = asyncio.Queue(ctx.settings.send_queue)
+        self._last_seen = 0.0
+        self._silence: asyncio.TimerHandle | None = None
         self._closing: asyncio.Future[CloseConnection] = (
             asyncio.get_running_loop().create_future()
         )
@@ -146,6 +148,8 @@ class Pump:
                 log.error("connection failed: %s", type(inner).__name__, exc_info=True)
                 close = CloseConnection(CloseCode.INTERNAL, "internal error")
         finally:
+            if self._silence is not None:
+                self._silence.cancel()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -162,13 +166,24 @@ class Pump:
             with contextlib.suppress(Exception):  # the peer may be gone already
                 await self.ws.close(int(close.close_code), close.reason)
 
-    async def _read_loop(self) -> None:
+    def _watch_silence(self) -> None:
+        """Close a connection silent for 2 × heartbeat_s (4408): one timer per connection,
+        re-armed when it fires, instead of a timeout (a task) per frame received."""
+        loop = asyncio.get_running_loop()
         limit = 2 * self.ctx.settings.heartbeat_s
+        idle = loop.time() - self._last_seen
+        if idle >= limit:
+            self.close_with(CloseCode.TIMEOUT, "heartbeat timeout")
+        else:
+            self._silence = loop.call_later(limit - idle, self._watch_silence)
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_seen = loop.time()
+        self._watch_silence()
         while True:
-            try:
-                msg = await asyncio.wait_for(self.ws.receive(), timeout=limit)
-            except asyncio.TimeoutError:
-                raise CloseConnection(CloseCode.TIMEOUT, "heartbeat timeout") from None
+            msg = await self.ws.receive()
+            self._last_seen = loop.time()
             if msg["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(msg.get("code", 1000))
             text = msg.get("text")
