@@ -161,6 +161,21 @@ class ChatSession:
         """The offset of an earlier message with this (sender, id), if cached."""
         return self._ids.get((sender, msg_id))
 
+    def needs_lookup(self, sender: str, msg_id: str) -> bool:
+        """Whether only the store can tell if (sender, id) was accepted before: it is not
+        in the idempotency cache, and the cache does not hold every retained id."""
+        return self.known_offset(sender, msg_id) is None and not self.ids_complete
+
+    def earlier_offset(self, sender: str, msg_id: str, stored: int | None = None) -> int | None:
+        """The idempotency decision: the offset a retry of (sender, id) is acked with again,
+        or None for a new message. `stored` is the store's answer when it was asked (see
+        `needs_lookup`); a twin accepted meanwhile wins over it."""
+        offset = self.known_offset(sender, msg_id)
+        if offset is None and stored is not None:
+            self.remember(sender, msg_id, stored)
+            offset = stored
+        return offset
+
     def preload_ids(self, recent: list[tuple[str, str, int]]) -> None:
         """Fill the idempotency cache with the newest retained messages at load time.
 

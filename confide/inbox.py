@@ -7,6 +7,7 @@ while still undelivered. Each step keeps its time; every send counts an attempt.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,3 +115,42 @@ def visible_to(rec: NotificationRecord, user: str) -> bool:
 def check_producer(role: str) -> None:
     if role not in PRODUCER_ROLES:
         raise Forbidden("this role may not send notifications")
+
+
+@dataclass
+class Inbox:
+    """One user's inbox on its host (sans-I/O): which connections are open, and what
+    they are sent. The notifications themselves live in the store; the host reads and
+    writes them around these decisions, one change of a user's inbox at a time."""
+
+    user: str
+    conns: set[str] = field(default_factory=set)
+
+    @property
+    def online(self) -> bool:
+        return bool(self.conns)
+
+    def attach(self, conn_id: str) -> None:
+        self.conns.add(conn_id)
+
+    def detach(self, conn_id: str) -> None:
+        self.conns.discard(conn_id)
+
+    def drop_connections(self, prefix: str) -> None:
+        """A gateway replica died: forget its connections."""
+        self.conns = {c for c in self.conns if not c.startswith(prefix)}
+
+    def send_live(self, rec: NotificationRecord, now: float) -> dict[str, Any] | None:
+        """A notification was just stored: its frame (and it becomes `sent`) when a
+        connection is open and it is still `queued`; None otherwise."""
+        if not self.conns or rec.state != "queued":
+            return None
+        mark_sent(rec, now)
+        return frame(rec)
+
+    def backlog(self, records: list[NotificationRecord], now: float) -> list[dict[str, Any]]:
+        """A connection opened: every undelivered notification is sent again, oldest
+        first (at-least-once: each counts an attempt)."""
+        for rec in records:
+            mark_sent(rec, now)
+        return [frame(rec) for rec in records]

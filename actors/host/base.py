@@ -19,6 +19,7 @@ from confide.chat import IDEMPOTENCY_CACHE, ChatSession
 from confide.config import Settings
 from confide.errors import NotFound
 from confide.events import Event, EventLog
+from confide.inbox import Inbox
 from confide.metrics import Window
 from confide.store import SessionRecord, StoredMessage, open_store
 
@@ -68,7 +69,7 @@ class HostBase:
         self._loading: dict[str, asyncio.Future[ChatSession]] = {}
         self._touched: dict[str, float] = {}
         self._inflight: dict[tuple[str, str, str], asyncio.Future[int]] = {}
-        self._inboxes: dict[str, set[str]] = {}
+        self._inboxes: dict[str, Inbox] = {}
         self._inbox_locks: dict[str, asyncio.Lock] = {}
         self.committer = GroupCommitter(self._write, self._published, self._reload)
         #: Connections of sessions dropped after a failed write, for their reload.
@@ -170,9 +171,9 @@ class HostBase:
             for session in self._sessions.values():
                 for e in session.drop_connections(prefix):
                     self.publish(e)
-            for user, conns in list(self._inboxes.items()):
-                conns.difference_update({c for c in conns if c.startswith(prefix)})
-                if not conns:
+            for user, inbox in list(self._inboxes.items()):
+                inbox.drop_connections(prefix)
+                if not inbox.online:
                     del self._inboxes[user]
             for topic, watched in list(self._streams.items()):
                 watched.conns.difference_update(

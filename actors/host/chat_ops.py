@@ -91,16 +91,14 @@ class ChatOps(HostBase):
             await self.fhe.check_features(session.config, features)
             if isinstance(features, dict) else None
         )
-        found = None
-        if session.known_offset(sender, msg.id) is None and not session.ids_complete:
+        found_offset: int | None = None
+        if session.needs_lookup(sender, msg.id):
             found = await asyncio.to_thread(self.store.find_message, session_id, sender, msg.id)
+            found_offset = found.offset if found is not None else None
         if self._sessions.get(session_id) is not session:
             # Reloaded meanwhile (a failed commit): start again on the fresh entity.
             return await self._admit(session_id, conn_id, who, msg)
-        offset = session.known_offset(sender, msg.id)  # a twin may have won meanwhile
-        if offset is None and found is not None:
-            session.remember(sender, msg.id, found.offset)
-            offset = found.offset
+        offset = session.earlier_offset(sender, msg.id, found_offset)
         if offset is not None:
             return asyncio.ensure_future(self._duplicate(key, msg.id, offset))
         started = self.clock.perf_counter()

@@ -11,9 +11,8 @@ from confide import inbox
 from confide.auth import Principal
 from confide.errors import NotFound
 from confide.events import Event
-from confide.inbox import NotificationRequest
+from confide.inbox import Inbox, NotificationRequest
 from confide.protocol import Notification, Notifications
-from confide.store import NotificationRecord
 
 
 class InboxOps(HostBase):
@@ -30,37 +29,35 @@ class InboxOps(HostBase):
         inbox.check_producer(producer.role)
         rec = inbox.new_record(req, producer.user, idempotency_key, self.clock.time())
         stored, created = await asyncio.to_thread(self.store.insert_notification, rec)
-        if created and self._inboxes.get(stored.user):
+        if created and stored.user in self._inboxes:
             async with self._inbox_lock(stored.user):
                 # A connecting tab may have sent (and the user acked) it meanwhile.
                 fresh = await asyncio.to_thread(self.store.get_notification, stored.id)
-                if fresh is not None and fresh.state == "queued":
-                    await self._send_live(fresh)
+                box = self._inboxes.get(stored.user)
+                live = box.send_live(fresh, self.clock.time()) if box and fresh else None
+                if fresh is not None and live is not None:
+                    await asyncio.to_thread(self.store.update_notifications, [fresh])
+                    self.publish(Event(f"inbox:{fresh.user}", live))
         return {"id": stored.id, "state": "queued"}
-
-    async def _send_live(self, rec: NotificationRecord) -> None:
-        inbox.mark_sent(rec, self.clock.time())
-        await asyncio.to_thread(self.store.update_notifications, [rec])
-        self.publish(Event(f"inbox:{rec.user}", inbox.frame(rec)))
 
     async def inbox_attach(self, user: str, conn_id: str) -> Attached:
         """A connection opens: counts, then every undelivered notification, oldest first."""
-        self._inboxes.setdefault(user, set()).add(conn_id)
+        box = self._inboxes.setdefault(user, Inbox(user))
+        box.attach(conn_id)
         now = self.clock.time()
         async with self._inbox_lock(user):
             records = await asyncio.to_thread(self.store.undelivered_notifications, user, now)
-            for rec in records:
-                inbox.mark_sent(rec, now)
+            items = box.backlog(records, now)
             if records:
                 await asyncio.to_thread(self.store.update_notifications, records)
             pending, unread = await asyncio.to_thread(self.store.notification_counts, user, now)
-        return Attached(pending, unread, [inbox.frame(rec) for rec in records])
+        return Attached(pending, unread, items)
 
     async def inbox_detach(self, user: str, conn_id: str) -> None:
-        conns = self._inboxes.get(user)
-        if conns is not None:
-            conns.discard(conn_id)
-            if not conns:
+        box = self._inboxes.get(user)
+        if box is not None:
+            box.detach(conn_id)
+            if not box.online:
                 del self._inboxes[user]
 
     async def inbox_ack(self, user: str, notification_id: str, state: str) -> None:

@@ -353,3 +353,31 @@ def test_connections_of_a_dead_replica_are_dropped(principal: Make) -> None:
     assert [(e.frame["event"], e.frame["user"]) for e in events] == [("leave", "alice")]
     assert [m["user"] for m in s.members()] == ["bob"]
     assert s.connection_count == 1
+
+
+# ------------------------------------------------------------------ idempotency decision
+
+
+def test_a_cached_id_is_a_retry_and_needs_no_lookup() -> None:
+    s = session()
+    s.remember("alice", "m1", 4)
+    assert not s.needs_lookup("alice", "m1")
+    assert s.earlier_offset("alice", "m1") == 4
+    assert s.earlier_offset("bob", "m1") is None  # ids are per sender
+
+
+def test_a_store_hit_is_remembered_and_a_cached_twin_wins_over_it() -> None:
+    s = session(last=10)
+    s.ids_complete = False
+    assert s.needs_lookup("alice", "old")
+    assert s.earlier_offset("alice", "old", stored=3) == 3
+    assert not s.needs_lookup("alice", "old")  # cached now
+    s.remember("alice", "raced", 9)  # accepted while the store was being asked
+    assert s.earlier_offset("alice", "raced", stored=None) == 9
+
+
+def test_a_complete_cache_answers_new_ids_without_the_store() -> None:
+    s = session()
+    s.preload_ids([])
+    assert s.ids_complete and not s.needs_lookup("alice", "new")
+    assert s.earlier_offset("alice", "new") is None
