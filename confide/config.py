@@ -20,8 +20,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     #: `sqlite:///path/to/file.db` (default: `<data_dir>/confide.db`) or `postgresql://...`.
     store: str = ""
-    #: Number of host actors that hold the entities (sessions, inboxes, streams).
-    hosts: int = Field(default=2, ge=1)
+    #: Number of host actors that hold the entities (sessions, inboxes, streams). One
+    #: per node by default: on 2 cores a second host cost more in Ray calls than it gave
+    #: (docs/operations.md); raise it with the cores and nodes.
+    hosts: int = Field(default=1, ge=1)
     #: Ray namespace of the detached host actors: one per deployment of Confide.
     ray_namespace: str = "confide"
 
