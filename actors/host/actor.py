@@ -14,14 +14,22 @@ from typing import Any, ParamSpec, TypeVar
 import ray
 
 from actors.host.host import Host
-from actors.host.messages import Attached, ChatAnswer, ChatItem, Joined, Polled
+from actors.host.messages import (
+    Attached,
+    ChatAnswer,
+    ChatItem,
+    JoinAnswer,
+    JoinItem,
+    LeaveItem,
+    Polled,
+)
 from actors.routing import host_name
 from confide.analytics import StreamRef
 from confide.auth import Principal
 from confide.config import Settings
 from confide.errors import CloseConnection, ConfideError
 from confide.inbox import NotificationRequest
-from confide.protocol import History, HistoryRequest, Notifications, Resume, Status
+from confide.protocol import History, HistoryRequest, Notifications, Status
 
 log = logging.getLogger("confide.host")
 
@@ -71,17 +79,16 @@ class HostActor:
     # ----------------------------------------------------------------- chat
 
     @_logged
-    async def chat_join(self, session_id: str, conn_id: str, who: Principal,
-                        resume: Resume | None, quiet: bool) -> Joined:
-        return await self._host.chat_join(session_id, conn_id, who, resume, quiet)
+    async def chat_joins(self, items: list[JoinItem]) -> list[JoinAnswer]:
+        return await self._host.chat_joins(items)
 
     @_logged
     async def chat_replay(self, session_id: str, after: int, upto: int) -> list[dict[str, Any]]:
         return await self._host.chat_replay(session_id, after, upto)
 
     @_logged
-    async def chat_leave(self, session_id: str, conn_id: str) -> None:
-        await self._host.chat_leave(session_id, conn_id)
+    async def chat_leaves(self, items: list[LeaveItem]) -> list[None]:
+        return await self._host.chat_leaves(items)
 
     @_logged
     async def chat_batch(self, items: list[ChatItem]) -> list[ChatAnswer]:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from actors.host.base import HostBase
-from actors.host.messages import ChatAnswer, ChatItem, Joined
+from actors.host.messages import ChatAnswer, ChatItem, JoinAnswer, Joined, JoinItem, LeaveItem
 from confide.auth import Principal
 from confide.chat import ChatSession
 from confide.errors import CloseConnection, ConfideError, Forbidden, Internal
@@ -33,6 +33,23 @@ class ChatOps(HostBase):
         for e in events:
             self.publish(e)
         return Joined(welcome, plan.replay_after, plan.upto, bool(session.config.get("fhe")))
+
+    async def chat_joins(self, items: list[JoinItem]) -> list[JoinAnswer]:
+        """Joins of many connections (a gateway replica's batch): one answer each."""
+
+        async def one(item: JoinItem) -> JoinAnswer:
+            try:
+                return await self.chat_join(item.session_id, item.conn_id, item.who,
+                                             item.resume, item.quiet)
+            except (ConfideError, CloseConnection) as e:
+                return e
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+    async def chat_leaves(self, items: list[LeaveItem]) -> list[None]:
+        for item in items:
+            await self.chat_leave(item.session_id, item.conn_id)
+        return [None] * len(items)
 
     async def chat_replay(self, session_id: str, after: int, upto: int) -> list[dict[str, Any]]:
         """Stored messages in (after, upto], at most a page of them, oldest first."""

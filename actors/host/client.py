@@ -1,9 +1,9 @@
 """`HostClient`: the typed client of one host actor that a gateway replica uses.
 
-Chat messages of every connection of the replica travel together: at most one
-`chat_batch` call is in flight per (replica, host), carrying everything queued since
-the previous one left, so load batches itself (one Ray call, one group commit). Each
-connection's messages stay in the order it sent them.
+Chat messages, joins and leaves of every connection of the replica travel together: at
+most one call of each kind is in flight per (replica, host), carrying everything queued
+since the previous one left, so load batches itself (one Ray call, one group commit for
+many messages). Each connection's messages stay in the order it sent them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from actors.host.messages import Attached, ChatAnswer, ChatItem, Joined, Polled
+from actors.host.batcher import Batcher
+from actors.host.messages import (
+    Attached,
+    ChatAnswer,
+    ChatItem,
+    JoinAnswer,
+    Joined,
+    JoinItem,
+    LeaveItem,
+    Polled,
+)
 from actors.ray_errors import unwrap
 from confide.analytics import StreamRef
 from confide.auth import Principal
@@ -29,15 +39,37 @@ MAX_BATCH = 1024
 AnswerCallback = Callable[[ChatAnswer], None]
 
 
+def _message_failed(item: ChatItem, exc: Exception) -> ChatAnswer:
+    if not isinstance(exc, ConfideError):
+        log.error("a batch of chat messages failed: %s", type(exc).__name__)
+        exc = Internal("message could not be stored")
+    return Error(code=exc.code.value, message=exc.message, id=item.message.id)
+
+
+def _join_failed(item: JoinItem, exc: Exception) -> JoinAnswer:
+    if isinstance(exc, (ConfideError, CloseConnection)):
+        return exc
+    log.error("a batch of joins failed: %s", type(exc).__name__)
+    return Internal("could not join the session")
+
+
+def _leave_failed(item: LeaveItem, exc: Exception) -> None:
+    log.warning("a batch of leaves failed: %s", type(exc).__name__)
+
+
 class HostClient:
     def __init__(self, actor: Any, max_batch: int = MAX_BATCH) -> None:
         self.actor = actor
-        self._max_batch = max_batch
-        self._pending: list[tuple[ChatItem, AnswerCallback]] = []
-        self._sender: asyncio.Task[None] | None = None
-        #: `chat_batch` calls made and messages they carried (for metrics and tests).
-        self.batches = 0
-        self.batched = 0
+        #: Chat messages, joins and leaves of every connection of the replica, batched.
+        self.messages: Batcher[ChatItem, ChatAnswer] = Batcher(
+            lambda items: self._wait(self.actor.chat_batch.remote(items)),
+            _message_failed, max_batch)
+        self.joins: Batcher[JoinItem, JoinAnswer] = Batcher(
+            lambda items: self._wait(self.actor.chat_joins.remote(items)),
+            _join_failed, max_batch)
+        self.leaves: Batcher[LeaveItem, None] = Batcher(
+            lambda items: self._wait(self.actor.chat_leaves.remote(items)),
+            _leave_failed, max_batch)
 
     async def _wait(self, ref: Any) -> Any:
         """A call's result; errors come back as the core's own exceptions."""
@@ -49,42 +81,23 @@ class HostClient:
                 raise inner from None
             raise
 
-    # ------------------------------------------------------ batched messages
+    # ------------------------------------------------------------- batched
 
     def send_message(self, item: ChatItem, on_answer: AnswerCallback) -> None:
         """Queue a chat message; `on_answer` gets its ack, error or close (on this loop)."""
-        self._pending.append((item, on_answer))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_batches())
+        self.messages.add(item, on_answer)
 
-    async def _send_batches(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
-            answers: list[ChatAnswer]
-            try:
-                answers = await self._wait(
-                    self.actor.chat_batch.remote([item for item, _ in batch])
-                )
-            except Exception as exc:  # noqa: BLE001 - every message of the batch is answered
-                err = (
-                    exc
-                    if isinstance(exc, ConfideError)
-                    else Internal("message could not be stored")
-                )
-                if not isinstance(exc, ConfideError):
-                    log.error("a batch of chat messages failed: %s", type(exc).__name__)
-                answers = [
-                    Error(code=err.code.value, message=err.message, id=item.message.id)
-                    for item, _ in batch
-                ]
-            self.batches += 1
-            self.batched += len(batch)
-            for (_, on_answer), answer in zip(batch, answers, strict=True):
-                try:
-                    on_answer(answer)
-                except Exception:  # one connection must not stop the others
-                    log.exception("a connection failed to take its answer")
+    async def chat_join(self, session_id: str, conn_id: str, who: Principal,
+                        resume: Resume | None, quiet: bool) -> Joined:
+        answer = await self.joins.ask(JoinItem(session_id, conn_id, who, resume, quiet))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def chat_leave(self, session_id: str, conn_id: str) -> None:
+        """Queue a connection's leave (no await: a closing connection's task may be
+        cancelled at any await, and the leave must still reach the host)."""
+        self.leaves.add(LeaveItem(session_id, conn_id), lambda _: None)
 
     # ------------------------------------------------------------------ calls
 
@@ -96,22 +109,11 @@ class HostClient:
         )
         return polled
 
-    async def chat_join(
-        self, session_id: str, conn_id: str, who: Principal, resume: Resume | None, quiet: bool
-    ) -> Joined:
-        joined: Joined = await self._wait(
-            self.actor.chat_join.remote(session_id, conn_id, who, resume, quiet)
-        )
-        return joined
-
     async def chat_replay(self, session_id: str, after: int, upto: int) -> list[dict[str, Any]]:
         page: list[dict[str, Any]] = await self._wait(
             self.actor.chat_replay.remote(session_id, after, upto)
         )
         return page
-
-    async def chat_leave(self, session_id: str, conn_id: str) -> None:
-        await self._wait(self.actor.chat_leave.remote(session_id, conn_id))
 
     async def chat_status(
         self, session_id: str, conn_id: str, who: Principal, status: Status

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from confide.auth import Principal
-from confide.errors import CloseConnection
+from confide.errors import CloseConnection, ConfideError
 from confide.events import Event
-from confide.protocol import Ack, ChatMessage, Error
+from confide.protocol import Ack, ChatMessage, Error, Resume
 
 #: A chat message's answer: its ack, an error frame, or the close of its connection.
 ChatAnswer = Ack | Error | CloseConnection
@@ -29,6 +29,25 @@ class ChatItem:
 
 
 @dataclass(frozen=True)
+class JoinItem:
+    """One connection joining (or, `quiet`, re-attaching to) a chat session."""
+
+    session_id: str
+    conn_id: str
+    who: Principal
+    resume: Resume | None
+    quiet: bool
+
+
+@dataclass(frozen=True)
+class LeaveItem:
+    """One connection leaving a chat session."""
+
+    session_id: str
+    conn_id: str
+
+
+@dataclass(frozen=True)
 class Joined:
     """A connection joined a session: its `welcome` fields and what it is owed."""
 
@@ -38,6 +57,10 @@ class Joined:
     upto: int
     #: The session takes 8 MiB frames (encrypted insights are configured).
     large_frames: bool
+
+
+#: A join's answer: the joined session, or why it was refused.
+JoinAnswer = Joined | ConfideError | CloseConnection
 
 
 @dataclass(frozen=True)

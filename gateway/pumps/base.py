@@ -152,11 +152,11 @@ class Pump:
                 self._silence.cancel()
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            try:
+            try:  # detach first: this task may itself be cancelled at its next await
                 await self.finish()
             except Exception:  # noqa: BLE001 - detaching is best effort; entities expire
                 log.warning("detach failed for a %s connection", self.endpoint)
+            await asyncio.gather(*tasks, return_exceptions=True)
         if close is not None:
             await self.close(close)
 

@@ -143,4 +143,4 @@ class ChatPump(Pump):
     async def finish(self) -> None:
         # Messages already queued reach the host and commit; the client resends unacked.
         self.ctx.fanout.unsubscribe(self.topic, self)
-        await self.host.chat_leave(self.session_id, self.conn_id)
+        self.host.chat_leave(self.session_id, self.conn_id)

@@ -11,7 +11,7 @@ import pytest
 import actors.host.base as host_module
 import confide.chat as chat_module
 from actors.host import Host
-from actors.host.messages import Polled
+from actors.host.messages import Joined, JoinItem, LeaveItem, Polled
 from confide.analytics import resolve
 from confide.errors import CloseCode, CloseConnection, Forbidden, NotFound
 from confide.events import Event
@@ -484,3 +484,20 @@ async def test_first_tick_after_subscribe_does_not_repeat_the_snapshot(
     await host.tick()
     [update] = events_since(host, head, ref.topic)
     assert (update.frame["type"], update.frame["data"]["online"]) == ("metrics", 2)
+
+
+async def test_joins_and_leaves_of_many_connections_in_one_call(host: Host) -> None:
+    outsider = who("mallory", sessions=("s9",))
+    answers = await host.chat_joins([
+        JoinItem("s1", "gw1:a", ALICE, None, False),
+        JoinItem("s1", "gw1:m", outsider, None, False),
+        JoinItem("s2", "gw1:b", who("bob", sessions=("s2",)), None, False),
+    ])
+    assert isinstance(answers[0], Joined) and answers[0].welcome["session_id"] == "s1"
+    assert isinstance(answers[1], CloseConnection)
+    assert answers[1].close_code == CloseCode.FORBIDDEN
+    assert isinstance(answers[2], Joined) and answers[2].welcome["session_id"] == "s2"
+    assert await host.chat_leaves([LeaveItem("s1", "gw1:a"), LeaveItem("s2", "gw1:b")]) == [
+        None, None]
+    leaves = [f for f in frames(host.log.since(0)[0], "presence") if f["event"] == "leave"]
+    assert sorted(f["user"] for f in leaves) == ["alice", "bob"]

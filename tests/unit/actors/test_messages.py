@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from actors.host.messages import Attached, ChatItem, Joined, Polled
+from actors.host.messages import Attached, ChatItem, Joined, JoinItem, LeaveItem, Polled
 from confide.errors import CloseCode, CloseConnection
 from confide.events import Event
-from confide.protocol import Ack, Error, History, MessageEvent, Notification, Notifications
+from confide.protocol import Ack, Error, History, MessageEvent, Notification, Notifications, Resume
 
 from .support import msg, who
 
@@ -25,6 +25,9 @@ MESSAGE = MessageEvent(session_id="s1", offset=3, epoch="e1", id="m3", sender="a
 
 @pytest.mark.parametrize("value", [
     ChatItem("s1", "gw1:a", who("alice"), msg("m1", "hello")),
+    JoinItem("s1", "gw1:a", who("alice"), Resume(offset=4, epoch="e1"), False),
+    JoinItem("s1", "gw1:b", who("bob"), None, True),
+    LeaveItem("s1", "gw1:a"),
     Joined({"session_id": "s1", "epoch": "e1", "offset": 4, "recovered": True,
             "members": [{"user": "alice", "role": "client", "status": "online"}]}, 2, 4, True),
     Joined({"epoch": "e1"}, None, 0, False),
