@@ -21,8 +21,19 @@ from pathlib import Path
 
 from confide.config import Settings
 
-#: Replica ports of direct ingress; clients never see them (HAProxy routes to them).
-REPLICA_PORTS = (30000, 30999)
+#: Direct-ingress ports of the gateway replicas of one Confide (clients never see them:
+#: HAProxy routes to them): a block of this many below Serve's gRPC range (40000).
+REPLICA_PORT_BLOCK = 20
+
+
+def replica_ports(port: int) -> tuple[int, int]:
+    """The replica port range of the Confide on `port`: its own block in 30000-39999.
+
+    Two Serves on one machine (a test run beside `make run`) must not share a range: a
+    replica of one could take a port the other's HAProxy still routes to.
+    """
+    base = 30000 + (port % 500) * REPLICA_PORT_BLOCK
+    return base, base + REPLICA_PORT_BLOCK - 1
 
 
 def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str, str]:
@@ -32,10 +43,11 @@ def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str,
     the hash Serve adds, must stay under 97 bytes); `runtime_dir(env)` names it.
     """
     run = Path(tempfile.mkdtemp(prefix="cfhp-", dir="/tmp"))
+    low, high = replica_ports(settings.port)
     return {
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
-        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(REPLICA_PORTS[0]),
-        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(REPLICA_PORTS[1]),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(low),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(high),
         # A stopping replica waits this long for load balancers to stop sending it new
         # connections (30 s by default). HAProxy here learns within 0.1 s, and open
         # WebSockets are dropped either way (clients resume), so 2 s is plenty.

@@ -1,0 +1,33 @@
+"""The Serve mode's environment (gateway/serve_mode.py)."""
+
+from __future__ import annotations
+
+import shutil
+
+from confide.config import Settings
+from gateway.serve_mode import REPLICA_PORT_BLOCK, replica_ports, runtime_dir, serve_env
+
+
+def test_replica_ports_are_a_block_of_their_own_below_the_grpc_range() -> None:
+    for port in (8000, 8001, 8499, 8500, 65535, 1):
+        low, high = replica_ports(port)
+        assert low >= 30000 and high < 40000 and high - low + 1 == REPLICA_PORT_BLOCK
+    blocks = {replica_ports(p) for p in range(8000, 8500)}
+    assert len(blocks) == 500  # neighbouring CONFIDE_PORTs never share replica ports
+
+
+def test_the_environment_names_the_mode_and_keeps_haproxy_files_short() -> None:
+    env = serve_env(Settings(port=8123, jwt_secret="x" * 32))
+    try:
+        assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+        assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+        assert env["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
+        low, high = replica_ports(8123)
+        assert (env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"],
+                env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) == (str(low), str(high))
+        assert env["RAY_SERVE_HAPROXY_METRICS_PORT"] != env["RAY_SERVE_HAPROXY_STATS_PORT"]
+        # HAProxy refuses an admin socket path over 97 bytes (Serve adds a 40-char hash).
+        assert len(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]) + 41 <= 97
+        assert runtime_dir(env).is_dir()
+    finally:
+        shutil.rmtree(runtime_dir(env), ignore_errors=True)
