@@ -25,8 +25,12 @@ class Outgoing:
 
 
 class Subscriber(Protocol):
-    def deliver(self, out: Outgoing) -> None:
-        """Take one event for this connection; never blocks (queue or close)."""
+    def deliver(self, out: Outgoing) -> bool:
+        """Take one event for this connection; never blocks. True when it waits for a
+        `flush` (after the poll answer's last event) instead of being queued."""
+
+    async def flush(self) -> None:
+        """Send what `deliver` took, at once where no wait is needed."""
 
     def resync(self) -> None:
         """The host restarted or the log overran: catch up from the store."""
@@ -98,6 +102,7 @@ class Fanout:
                 log.warning("gateway fell behind host %d: resyncing", index)
                 self._resync(index)
             cursor = res.cursor
+            taken: dict[int, Subscriber] = {}
             for event in res.events:
                 self.events += 1
                 subs = self._topics.get(event.topic)
@@ -105,7 +110,11 @@ class Fanout:
                     text = "" if event.control else json.dumps(event.frame, separators=(",", ":"))
                     out = Outgoing(event, text)
                     for sub in list(subs):
-                        sub.deliver(out)
+                        if sub.deliver(out):
+                            taken[id(sub)] = sub
+            for sub in taken.values():
+                # Written from here, with no task switch per connection, where possible.
+                await sub.flush()
 
     async def stop(self) -> None:
         for t in self._tasks:

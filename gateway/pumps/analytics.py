@@ -40,10 +40,9 @@ class AnalyticsPump(Pump):
         await self.send_frame(Welcome(user=self.who.user, role=self.who.role,
                                       heartbeat_s=self.ctx.settings.heartbeat_s))
 
-    def deliver(self, out: Outgoing) -> None:
+    def deliver(self, out: Outgoing) -> bool:
         # Only streams whose subscription the host accepted (not one being refused).
-        if out.event.topic in self.streams:
-            super().deliver(out)
+        return out.event.topic in self.streams and super().deliver(out)
 
     async def _subscribe(self, ref: StreamRef) -> dict[str, Any] | None:
         self.ctx.fanout.subscribe(ref.topic, self, ref.route)

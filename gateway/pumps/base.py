@@ -55,6 +55,12 @@ class Pump:
         self.conn_id = conn_id
         self.queue: asyncio.Queue[Any] = asyncio.Queue(ctx.settings.send_queue)
         self._last_seen = 0.0
+        #: Live events taken from the fan-out, until its flush.
+        self._taken: list[Outgoing] = []
+        #: The writer is rendering an item (which may wait: a catch-up, a resync).
+        self._writing = False
+        #: `open` is done (welcome and replay sent): live events may be sent directly.
+        self._live = False
         self._silence: asyncio.TimerHandle | None = None
         self._closing: asyncio.Future[CloseConnection] = (
             asyncio.get_running_loop().create_future()
@@ -110,9 +116,36 @@ class Pump:
         data = frame.dump() if isinstance(frame, Frame) else frame
         await self.send_text(json.dumps(data, separators=(",", ":")))
 
-    def deliver(self, out: Outgoing) -> None:
-        if out.event.for_connection(self.who.user, self.who.role):
-            self.push(out)
+    def deliver(self, out: Outgoing) -> bool:
+        """Take a live event for this connection until the fan-out's `flush`."""
+        if not out.event.for_connection(self.who.user, self.who.role):
+            return False
+        self._taken.append(out)
+        return True
+
+    async def flush(self) -> None:
+        """Send the live events taken, in order, straight from the fan-out loop once the
+        connection is open (welcome and replay sent) while the writer is idle and its
+        queue empty (nothing queued may be overtaken), as long as each can be sent without
+        waiting; the rest goes through the queue and the writer."""
+        taken, self._taken = self._taken, []
+        for i, out in enumerate(taken):
+            if not self._live or self._writing or not self.queue.empty():
+                sent = False
+            else:
+                try:
+                    sent = await self.send_now(out)
+                except Exception:  # noqa: BLE001 - the writer meets the same error and closes
+                    sent = False
+            if not sent:
+                for rest in taken[i:]:
+                    self.push(rest)
+                return
+
+    async def send_now(self, out: Outgoing) -> bool:
+        """Send a live event now if that needs no wait (False: leave it to `render`)."""
+        await self.send_text(out.text)
+        return True
 
     def resync(self) -> None:
         self.push(RESYNC)
@@ -123,6 +156,7 @@ class Pump:
         tasks: list[asyncio.Task[Any]] = []
         try:
             await self.open()
+            self._live = True
             tasks = [
                 asyncio.create_task(self._read_loop()),
                 asyncio.create_task(self._write_loop()),
@@ -210,4 +244,8 @@ class Pump:
     async def _write_loop(self) -> None:
         while True:
             item = await self.queue.get()
-            await self.render(item)
+            self._writing = True
+            try:
+                await self.render(item)
+            finally:
+                self._writing = False

@@ -110,6 +110,25 @@ class ChatPump(Pump):
             self.ctx.stats.error(self.endpoint, answer.code)
         self.push_frame(answer)
 
+    async def send_now(self, out: Outgoing) -> bool:
+        event = out.event
+        if event.control is not None or event.close_code is not None:
+            return False  # changes the connection: the writer handles it
+        if event.frame.get("type") == "message":
+            offset = int(event.frame["offset"])
+            match self.cursor.decide(offset):
+                case Skip():
+                    return True
+                case Gap():
+                    return False  # a catch-up from the store waits: the writer does it
+                case Deliver():
+                    pass
+            await self.send_text(out.text)
+            self.cursor.delivered(offset)
+            return True
+        await self.send_text(out.text)
+        return True
+
     async def render(self, item: Any) -> None:
         if item is RESYNC:
             resume = Resume(offset=self.cursor.last, epoch=self.cursor.epoch or "")

@@ -61,9 +61,14 @@ class Sub:
     def __init__(self) -> None:
         self.got: list[Outgoing] = []
         self.resyncs = 0
+        self.flushes = 0
 
-    def deliver(self, out: Outgoing) -> None:
+    def deliver(self, out: Outgoing) -> bool:
         self.got.append(out)
+        return True
+
+    async def flush(self) -> None:
+        self.flushes += 1
 
     def resync(self) -> None:
         self.resyncs += 1
