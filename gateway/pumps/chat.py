@@ -141,21 +141,13 @@ class ChatPump(Pump):
             if event.control == "large_frames":  # the session's set-up changed
                 self.gate.limit = frame_limit(self.ctx.settings, "chat", large=True)
                 return
-            if event.frame.get("type") == "message":
-                offset = int(event.frame["offset"])
-                match self.cursor.decide(offset):
-                    case Skip():
-                        return  # already sent (replay or resync)
-                    case Gap(upto=upto):
-                        await self._catch_up(upto)
-                    case Deliver():
-                        pass
+            if event.close_code is not None:  # e.g. `ended`: the frame, then the close
                 await self.send_text(item.text)
-                self.cursor.delivered(offset)
-            else:
-                await self.send_text(item.text)
-            if event.close_code is not None:
                 raise CloseConnection(CloseCode(event.close_code))
+            if not await self.send_now(item):
+                # A gap before this message: fill it from the store, then send it.
+                await self._catch_up(int(event.frame["offset"]) - 1)
+                await self.send_now(item)
         else:
             await super().render(item)
 
