@@ -1,4 +1,4 @@
-"""Durable state behind one interface: SQLite by default, PostgreSQL later."""
+"""Durable state behind one interface: SQLite by default, PostgreSQL for clusters."""
 
 from confide.store.base import (
     FheKeyRecord,

@@ -115,5 +115,7 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL store is not built yet")
+        from confide.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValueError("CONFIDE_STORE must start with sqlite:/// or postgresql://")

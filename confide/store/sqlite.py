@@ -11,62 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY,
-    epoch TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    ended_at REAL,
-    config TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS messages (
-    session_id TEXT NOT NULL,
-    "offset" INTEGER NOT NULL,
-    epoch TEXT NOT NULL,
-    id TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    ts REAL NOT NULL,
-    body TEXT NOT NULL,
-    encrypted INTEGER NOT NULL,
-    PRIMARY KEY (session_id, "offset")
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (session_id, sender, id);
-CREATE TABLE IF NOT EXISTS notifications (
-    id TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    producer TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    title TEXT NOT NULL,
-    body TEXT NOT NULL,
-    data TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL,
-    state TEXT NOT NULL,
-    sent_at REAL,
-    delivered_at REAL,
-    read_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    idempotency_key TEXT
-);
-CREATE INDEX IF NOT EXISTS notifications_user ON notifications (user, created_at, id);
-CREATE UNIQUE INDEX IF NOT EXISTS notifications_idem
-    ON notifications (producer, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS fhe_keys (
-    key_id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    meta TEXT NOT NULL,
-    blobs BLOB NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS fhe_aggregates (
-    stream TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    total BLOB NOT NULL,
-    PRIMARY KEY (stream, key_id)
-);
-"""
+from confide.store.migrations import migrate_sqlite
 
 _NOTIFICATION_COLUMNS = (
     "id, user, producer, kind, title, body, data, created_at, expires_at, state, "
@@ -102,7 +47,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
+        migrate_sqlite(self._db)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -1,4 +1,6 @@
-"""The SQLite store: sessions, messages, notifications, FHE keys and aggregates."""
+"""The store suite, run over both backends: sessions, messages, notifications, FHE keys
+and aggregates. SQLite- and PostgreSQL-only behaviour lives in test_sqlite.py and
+test_postgres.py."""
 
 from __future__ import annotations
 
@@ -6,21 +8,29 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from confide.store import open_store
+from confide.store import Store, open_store
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
+from confide.store.postgres import PostgresStore
 from confide.store.sqlite import SqliteStore
 
+#: What a write that breaks a unique constraint raises, per backend.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sub' / 'confide.db'}"
+    return str(request.getfixturevalue("pg_schema_url"))
+
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "sub" / "confide.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(str(db_path))
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
     yield s
     s.close()
 
@@ -31,7 +41,7 @@ def message(offset: int, session_id: str = "s1", sender: str = "alice",
                          float(offset), {"n": offset, "nested": {"é": [1, None]}}, encrypted)
 
 
-def new_session(store: SqliteStore, session_id: str = "s1") -> SessionRecord:
+def new_session(store: Store, session_id: str = "s1") -> SessionRecord:
     return store.create_session(SessionRecord(session_id, "ep", 1.0))
 
 
@@ -47,41 +57,34 @@ def notification(nid: str, created_at: float, user: str = "alice", producer: str
 # ------------------------------------------------------------------ open
 
 
-def test_open_store_by_url(tmp_path: Path) -> None:
+def test_open_store_by_url(tmp_path: Path, pg_schema_url: str) -> None:
     s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
     assert isinstance(s, SqliteStore)
     s.close()
-    with pytest.raises(NotImplementedError):
-        open_store("postgresql://localhost/confide")
+    p = open_store(pg_schema_url)
+    assert isinstance(p, PostgresStore)
+    p.close()
     with pytest.raises(ValueError):
         open_store("mysql://x")
-
-
-def test_wal_mode(store: SqliteStore, db_path: Path) -> None:
-    other = sqlite3.connect(db_path)
-    try:
-        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    finally:
-        other.close()
 
 
 # ------------------------------------------------------------------ sessions
 
 
-def test_session_round_trip(store: SqliteStore) -> None:
+def test_session_round_trip(store: Store) -> None:
     assert store.load_session("s1") is None
     created = new_session(store)
     assert created == SessionRecord("s1", "ep", 1.0, last_offset=0, first_offset=1)
     assert store.load_session("s1") == created
 
 
-def test_create_session_keeps_the_first(store: SqliteStore) -> None:
+def test_create_session_keeps_the_first(store: Store) -> None:
     new_session(store)
     again = store.create_session(SessionRecord("s1", "other-epoch", 9.0))
     assert (again.epoch, again.created_at) == ("ep", 1.0)
 
 
-def test_end_and_config(store: SqliteStore) -> None:
+def test_end_and_config(store: Store) -> None:
     new_session(store)
     store.set_session_config("s1", {"model": "m", "key_id": "k"})
     store.end_session("s1", 42.0)
@@ -91,7 +94,7 @@ def test_end_and_config(store: SqliteStore) -> None:
     assert rec.config == {"model": "m", "key_id": "k"}
 
 
-def test_messages_round_trip_and_offsets(store: SqliteStore) -> None:
+def test_messages_round_trip_and_offsets(store: Store) -> None:
     new_session(store)
     msgs = [message(1), message(2, sender="bob", encrypted=True), message(3)]
     store.append_messages(msgs, retention=100)
@@ -100,7 +103,7 @@ def test_messages_round_trip_and_offsets(store: SqliteStore) -> None:
     assert rec is not None and (rec.first_offset, rec.last_offset) == (1, 3)
 
 
-def test_messages_after_bounds_and_order(store: SqliteStore) -> None:
+def test_messages_after_bounds_and_order(store: Store) -> None:
     new_session(store)
     store.append_messages([message(i) for i in range(1, 11)], retention=100)
     assert [m.offset for m in store.messages_after("s1", 3, 7, 100)] == [4, 5, 6, 7]
@@ -109,7 +112,7 @@ def test_messages_after_bounds_and_order(store: SqliteStore) -> None:
     assert store.messages_after("other", 0, 10, 100) == []
 
 
-def test_messages_before_pages_newest_oldest_first(store: SqliteStore) -> None:
+def test_messages_before_pages_newest_oldest_first(store: Store) -> None:
     new_session(store)
     store.append_messages([message(i) for i in range(1, 11)], retention=100)
     assert [m.offset for m in store.messages_before("s1", None, 3)] == [8, 9, 10]
@@ -119,7 +122,7 @@ def test_messages_before_pages_newest_oldest_first(store: SqliteStore) -> None:
     assert [m.offset for m in store.messages_before("s1", None, 100)] == list(range(1, 11))
 
 
-def test_retention_trims_oldest(store: SqliteStore) -> None:
+def test_retention_trims_oldest(store: Store) -> None:
     new_session(store)
     new_session(store, "s2")
     store.append_messages([message(i) for i in range(1, 5)], retention=3)
@@ -132,7 +135,7 @@ def test_retention_trims_oldest(store: SqliteStore) -> None:
     assert len(store.messages_after("s2", 0, 100, 100)) == 2  # other sessions untouched
 
 
-def test_find_message(store: SqliteStore) -> None:
+def test_find_message(store: Store) -> None:
     new_session(store)
     store.append_messages([message(1, msg_id="x"), message(2, sender="bob", msg_id="x")], 100)
     found = store.find_message("s1", "bob", "x")
@@ -141,17 +144,17 @@ def test_find_message(store: SqliteStore) -> None:
     assert store.find_message("s2", "alice", "x") is None
 
 
-def test_find_message_gone_after_trim(store: SqliteStore) -> None:
+def test_find_message_gone_after_trim(store: Store) -> None:
     new_session(store)
     store.append_messages([message(i) for i in range(1, 4)], retention=1)
     assert store.find_message("s1", "alice", "m1") is None
     assert store.find_message("s1", "alice", "m3") is not None
 
 
-def test_failed_batch_writes_nothing(store: SqliteStore) -> None:
+def test_failed_batch_writes_nothing(store: Store) -> None:
     new_session(store)
     store.append_messages([message(1, msg_id="dup")], 100)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         store.append_messages([message(2), message(3, msg_id="dup"), message(4)], 100)
     assert [m.offset for m in store.messages_after("s1", 0, 100, 100)] == [1]
     store.append_messages([message(2)], 100)  # the store is still usable
@@ -161,7 +164,7 @@ def test_failed_batch_writes_nothing(store: SqliteStore) -> None:
 # ------------------------------------------------------------------ notifications
 
 
-def test_notification_round_trip(store: SqliteStore) -> None:
+def test_notification_round_trip(store: Store) -> None:
     rec = notification("n1", 5.0)
     rec.expires_at = 99.0
     got, created = store.insert_notification(rec)
@@ -170,7 +173,7 @@ def test_notification_round_trip(store: SqliteStore) -> None:
     assert store.get_notification("nope") is None
 
 
-def test_notification_idempotency_key(store: SqliteStore) -> None:
+def test_notification_idempotency_key(store: Store) -> None:
     _, created = store.insert_notification(notification("n1", 1.0, key="k"))
     assert created
     again, created = store.insert_notification(notification("n2", 2.0, key="k"))
@@ -184,7 +187,7 @@ def test_notification_idempotency_key(store: SqliteStore) -> None:
     assert c4 and c5  # no key: never deduplicated
 
 
-def test_update_states(store: SqliteStore) -> None:
+def test_update_states(store: Store) -> None:
     rec, _ = store.insert_notification(notification("n1", 1.0))
     rec.state, rec.sent_at, rec.attempts = "sent", 2.0, 1
     store.update_notifications([rec])
@@ -196,26 +199,26 @@ def test_update_states(store: SqliteStore) -> None:
         "read", 2.0, 3.0, 4.0, 1)
 
 
-def _states(store: SqliteStore) -> None:
+def _states(store: Store) -> None:
     for i, state in enumerate(["queued", "sent", "delivered", "read", "expired", "queued"]):
         store.insert_notification(notification(f"n{i}", float(10 - i), state=state))
     store.insert_notification(notification("bob1", 1.0, user="bob"))
 
 
-def test_undelivered_oldest_first(store: SqliteStore) -> None:
+def test_undelivered_oldest_first(store: Store) -> None:
     _states(store)
     assert [n.id for n in store.undelivered_notifications("alice", 0.0)] == ["n5", "n1", "n0"]
     assert [n.id for n in store.undelivered_notifications("bob", 0.0)] == ["bob1"]
     assert store.undelivered_notifications("carol", 0.0) == []
 
 
-def test_counts(store: SqliteStore) -> None:
+def test_counts(store: Store) -> None:
     _states(store)
     assert store.notification_counts("alice", 0.0) == (3, 4)  # pending, unread
     assert store.notification_counts("carol", 0.0) == (0, 0)
 
 
-def test_list_newest_first_with_state(store: SqliteStore) -> None:
+def test_list_newest_first_with_state(store: Store) -> None:
     _states(store)
     unread = store.list_notifications("alice", True, 50, None)
     assert [(n.id, n.state) for n in unread] == [
@@ -224,7 +227,7 @@ def test_list_newest_first_with_state(store: SqliteStore) -> None:
     assert [n.id for n in everything] == ["n0", "n1", "n2", "n3", "n4", "n5"]
 
 
-def test_list_before_pages(store: SqliteStore) -> None:
+def test_list_before_pages(store: Store) -> None:
     for i in range(7):
         store.insert_notification(notification(f"n{i}", float(i)))
     store.insert_notification(notification("tie-a", 3.0))  # same created_at as n3
@@ -240,13 +243,13 @@ def test_list_before_pages(store: SqliteStore) -> None:
     assert all(len(p) <= 3 for p in pages)
 
 
-def test_list_before_other_users_id_gives_nothing(store: SqliteStore) -> None:
+def test_list_before_other_users_id_gives_nothing(store: Store) -> None:
     store.insert_notification(notification("a1", 1.0))
     store.insert_notification(notification("b1", 5.0, user="bob"))
     assert store.list_notifications("alice", False, 50, "b1") == []
 
 
-def test_expired_notifications_not_redelivered(store: SqliteStore) -> None:
+def test_expired_notifications_not_redelivered(store: Store) -> None:
     rec = notification("old", 1.0)
     rec.expires_at = 10.0
     store.insert_notification(rec)
@@ -258,7 +261,7 @@ def test_expired_notifications_not_redelivered(store: SqliteStore) -> None:
 # ------------------------------------------------------------------ FHE
 
 
-def test_fhe_key_round_trip_and_delete(store: SqliteStore) -> None:
+def test_fhe_key_round_trip_and_delete(store: Store) -> None:
     key = FheKeyRecord("k1", "alice", {"ring_dim": 16384, "slots": 8192, "depth": 2},
                        {"context": b"\x00\x01\xff", "public_key": bytes(range(256))}, 7.0)
     store.put_fhe_key(key)
@@ -280,8 +283,8 @@ def test_fhe_key_round_trip_and_delete(store: SqliteStore) -> None:
 # ------------------------------------------------------------------ durability
 
 
-def test_survives_reopen(db_path: Path) -> None:
-    s = SqliteStore(str(db_path))
+def test_survives_reopen(store_url: str) -> None:
+    s = open_store(store_url)
     s.create_session(SessionRecord("s1", "ep", 1.0))
     s.append_messages([message(1), message(2)], 100)
     s.end_session("s1", 3.0)
@@ -290,7 +293,7 @@ def test_survives_reopen(db_path: Path) -> None:
     s.save_aggregate("fhe:x", "k1", 2, b"t")
     s.close()
 
-    r = SqliteStore(str(db_path))
+    r = open_store(store_url)
     try:
         rec = r.load_session("s1")
         assert rec is not None and (rec.last_offset, rec.ended_at) == (2, 3.0)
@@ -302,13 +305,36 @@ def test_survives_reopen(db_path: Path) -> None:
         r.close()
 
 
-def test_two_stores_on_one_file_see_each_other(db_path: Path) -> None:
-    a, b = SqliteStore(str(db_path)), SqliteStore(str(db_path))
+def test_two_stores_on_one_database_see_each_other(store_url: str) -> None:
+    a, b = open_store(store_url), open_store(store_url)
     try:
         a.create_session(SessionRecord("s1", "ep", 1.0))
         a.append_messages([message(1)], 100)
         rec = b.load_session("s1")
         assert rec is not None and rec.last_offset == 1
+        # the unique constraints hold across stores, as across host actors
+        with pytest.raises(INTEGRITY_ERRORS):
+            b.append_messages([message(2, msg_id="m1")], 100)
     finally:
         a.close()
         b.close()
+
+
+# ------------------------------------------------------------------ same semantics
+
+
+def test_ties_sort_by_code_point(store: Store) -> None:
+    """Ties on created_at break on id by code point on both backends ("B" < "a" < "é")."""
+    for nid in ["a", "é", "B"]:
+        store.insert_notification(notification(nid, 1.0))
+    assert [n.id for n in store.list_notifications("alice", False, 50, None)] == ["é", "a", "B"]
+    assert [n.id for n in store.undelivered_notifications("alice", 0.0)] == ["B", "a", "é"]
+
+
+def test_odd_bodies_round_trip(store: Store) -> None:
+    new_session(store)
+    odd = StoredMessage("s1", 1, "ep", "id-é", "bob", 1.5,
+                        {"nul": "a\u0000b", "emoji": "🙂", "big": 2**60, "f": 0.1}, True)
+    store.append_messages([odd], 100)
+    assert store.messages_after("s1", 0, 1, 10) == [odd]
+    assert store.find_message("s1", "bob", "id-é") == odd

@@ -1,0 +1,316 @@
+"""PostgreSQL store: the same interface and semantics as the SQLite store, for clusters.
+
+Every host actor and FHE worker holds its own pool (confide/store/pgpool.py). A write is one
+transaction; `append_messages` writes a whole group-commit batch in one. Writes are retried
+across a server restart, and a retry after a commit of unknown outcome first looks whether
+that commit happened: a message, a notification or a session is never written twice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
+from confide.store.pgpool import Conn, PgPool
+
+_NOTIFICATION_COLUMNS = (
+    'id, "user", producer, kind, title, body, data, created_at, expires_at, state, '
+    "sent_at, delivered_at, read_at, attempts, idempotency_key"
+)
+_SELECT_NOTIFICATION = f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications"
+
+
+def _message(row: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(
+        session_id=row["session_id"],
+        offset=row["offset"],
+        epoch=row["epoch"],
+        id=row["id"],
+        sender=row["sender"],
+        ts=row["ts"],
+        body=json.loads(row["body"]),
+        encrypted=bool(row["encrypted"]),
+    )
+
+
+def _notification(row: dict[str, Any]) -> NotificationRecord:
+    values = dict(row)
+    values["data"] = json.loads(values["data"])
+    return NotificationRecord(**values)
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, retry_s: float = 30.0, max_size: int = 4) -> None:
+        self._pool = PgPool(url, retry_s=retry_s, max_size=max_size)
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        def work(conn: Conn) -> list[dict[str, Any]]:
+            return conn.execute(sql, args).fetchall()
+
+        return self._pool.run(work, write=False)
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        """One idempotent statement (an update, an upsert, a delete)."""
+        def work(conn: Conn, retry: bool) -> None:
+            conn.execute(sql, args)
+
+        self._pool.run(work)
+
+    # ------------------------------------------------------------------ chat
+
+    def load_session(self, session_id: str) -> SessionRecord | None:
+        rows = self._read(
+            "SELECT s.*, (SELECT MAX(\"offset\") FROM messages m"
+            " WHERE m.session_id = s.session_id) AS last,"
+            " (SELECT MIN(\"offset\") FROM messages m WHERE m.session_id = s.session_id)"
+            " AS first FROM sessions s WHERE s.session_id = %s",
+            (session_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        last = r["last"] or 0
+        return SessionRecord(
+            session_id=session_id,
+            epoch=r["epoch"],
+            created_at=r["created_at"],
+            last_offset=last,
+            first_offset=r["first"] if r["first"] is not None else last + 1,
+            ended_at=r["ended_at"],
+            config=json.loads(r["config"]),
+        )
+
+    def create_session(self, record: SessionRecord) -> SessionRecord:
+        self._write(
+            "INSERT INTO sessions (session_id, epoch, created_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT (session_id) DO NOTHING",
+            (record.session_id, record.epoch, record.created_at),
+        )
+        loaded = self.load_session(record.session_id)
+        assert loaded is not None
+        return loaded
+
+    def end_session(self, session_id: str, ts: float) -> None:
+        self._write("UPDATE sessions SET ended_at = %s WHERE session_id = %s", (ts, session_id))
+
+    def set_session_config(self, session_id: str, config: dict[str, Any]) -> None:
+        self._write(
+            "UPDATE sessions SET config = %s WHERE session_id = %s",
+            (json.dumps(config), session_id),
+        )
+
+    def append_messages(self, messages: list[StoredMessage], retention: int) -> None:
+        """The whole batch in one transaction, or nothing of it."""
+        if not messages:
+            return
+        newest: dict[str, StoredMessage] = {}
+        for m in messages:
+            if m.session_id not in newest or m.offset > newest[m.session_id].offset:
+                newest[m.session_id] = m
+
+        def work(conn: Conn, retry: bool) -> None:
+            if retry and _committed(conn, list(newest.values())):
+                return
+            with conn.cursor() as cur:
+                cur.executemany(
+                    'INSERT INTO messages (session_id, "offset", epoch, id, sender, ts, body,'
+                    " encrypted) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (m.session_id, m.offset, m.epoch, m.id, m.sender, m.ts,
+                         json.dumps(m.body, separators=(",", ":")), m.encrypted)
+                        for m in messages
+                    ],
+                )
+                for session_id, last in newest.items():
+                    if last.offset > retention:
+                        cur.execute(
+                            'DELETE FROM messages WHERE session_id = %s AND "offset" <= %s',
+                            (session_id, last.offset - retention),
+                        )
+
+        self._pool.run(work)
+
+    def find_message(self, session_id: str, sender: str, msg_id: str) -> StoredMessage | None:
+        rows = self._read(
+            "SELECT * FROM messages WHERE session_id = %s AND sender = %s AND id = %s",
+            (session_id, sender, msg_id),
+        )
+        return _message(rows[0]) if rows else None
+
+    def recent_ids(self, session_id: str, limit: int) -> list[tuple[str, str, int]]:
+        rows = self._read(
+            'SELECT sender, id, "offset" FROM messages WHERE session_id = %s'
+            ' ORDER BY "offset" DESC LIMIT %s',
+            (session_id, limit),
+        )
+        return [(r["sender"], r["id"], r["offset"]) for r in reversed(rows)]
+
+    def messages_after(
+        self, session_id: str, after: int, upto: int, limit: int
+    ) -> list[StoredMessage]:
+        rows = self._read(
+            'SELECT * FROM messages WHERE session_id = %s AND "offset" > %s AND "offset" <= %s'
+            ' ORDER BY "offset" LIMIT %s',
+            (session_id, after, upto, limit),
+        )
+        return [_message(r) for r in rows]
+
+    def messages_before(
+        self, session_id: str, before: int | None, limit: int
+    ) -> list[StoredMessage]:
+        rows = self._read(
+            'SELECT * FROM messages WHERE session_id = %s AND "offset" < %s'
+            ' ORDER BY "offset" DESC LIMIT %s',
+            (session_id, before if before is not None else 2**62, limit),
+        )
+        return [_message(r) for r in reversed(rows)]
+
+    # --------------------------------------------------------- notifications
+
+    def insert_notification(self, rec: NotificationRecord) -> tuple[NotificationRecord, bool]:
+        def work(conn: Conn, retry: bool) -> tuple[NotificationRecord, bool]:
+            if retry:  # the first attempt may have inserted it
+                row = conn.execute(f"{_SELECT_NOTIFICATION} WHERE id = %s", (rec.id,)).fetchone()
+                if row is not None:
+                    return _notification(row), True
+            inserted = conn.execute(
+                f"INSERT INTO notifications ({_NOTIFICATION_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (producer, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                " DO NOTHING RETURNING id",
+                (rec.id, rec.user, rec.producer, rec.kind, rec.title, rec.body,
+                 json.dumps(rec.data), rec.created_at, rec.expires_at, rec.state, rec.sent_at,
+                 rec.delivered_at, rec.read_at, rec.attempts, rec.idempotency_key),
+            ).fetchone()
+            if inserted is not None:
+                return rec, True
+            row = conn.execute(
+                f"{_SELECT_NOTIFICATION} WHERE producer = %s AND idempotency_key = %s",
+                (rec.producer, rec.idempotency_key),
+            ).fetchone()
+            assert row is not None
+            return _notification(row), False
+
+        return self._pool.run(work)
+
+    def get_notification(self, notification_id: str) -> NotificationRecord | None:
+        rows = self._read(f"{_SELECT_NOTIFICATION} WHERE id = %s", (notification_id,))
+        return _notification(rows[0]) if rows else None
+
+    def update_notifications(self, updates: list[NotificationRecord]) -> None:
+        if not updates:
+            return
+
+        def work(conn: Conn, retry: bool) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE notifications SET state = %s, sent_at = %s, delivered_at = %s,"
+                    " read_at = %s, attempts = %s WHERE id = %s",
+                    [(u.state, u.sent_at, u.delivered_at, u.read_at, u.attempts, u.id)
+                     for u in updates],
+                )
+
+        self._pool.run(work)
+
+    def undelivered_notifications(self, user: str, now: float) -> list[NotificationRecord]:
+        """Queued or sent ones, oldest first; those past their TTL become `expired` here."""
+        def work(conn: Conn, retry: bool) -> list[dict[str, Any]]:
+            conn.execute(
+                "UPDATE notifications SET state = 'expired' WHERE \"user\" = %s"
+                " AND state IN ('queued', 'sent') AND expires_at IS NOT NULL"
+                " AND expires_at <= %s",
+                (user, now),
+            )
+            return conn.execute(
+                f"{_SELECT_NOTIFICATION} WHERE \"user\" = %s"
+                " AND state IN ('queued', 'sent') ORDER BY created_at, id",
+                (user,),
+            ).fetchall()
+
+        return [_notification(r) for r in self._pool.run(work)]
+
+    def list_notifications(
+        self, user: str, unread_only: bool, limit: int, before: str | None
+    ) -> list[NotificationRecord]:
+        sql = f'{_SELECT_NOTIFICATION} WHERE "user" = %s'
+        args: list[Any] = [user]
+        if unread_only:
+            sql += " AND state IN ('queued', 'sent', 'delivered')"
+        if before is not None:
+            sql += (
+                " AND (created_at, id) < (SELECT created_at, id FROM notifications"
+                ' WHERE id = %s AND "user" = %s)'
+            )
+            args += [before, user]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
+        args.append(limit)
+        return [_notification(r) for r in self._read(sql, tuple(args))]
+
+    def notification_counts(self, user: str, now: float) -> tuple[int, int]:
+        rows = self._read(
+            "SELECT COUNT(*) FILTER (WHERE state IN ('queued', 'sent')) AS pending,"
+            " COUNT(*) FILTER (WHERE state IN ('queued', 'sent', 'delivered')) AS unread"
+            ' FROM notifications WHERE "user" = %s AND (expires_at IS NULL OR expires_at > %s'
+            " OR state NOT IN ('queued', 'sent'))",
+            (user, now),
+        )
+        return int(rows[0]["pending"]), int(rows[0]["unread"])
+
+    # -------------------------------------------------------------------- FHE
+
+    def put_fhe_key(self, rec: FheKeyRecord) -> None:
+        blobs = json.dumps({k: v.hex() for k, v in rec.blobs.items()}).encode()
+        self._write(
+            "INSERT INTO fhe_keys (key_id, owner, meta, blobs, created_at)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key_id) DO UPDATE SET"
+            " owner = EXCLUDED.owner, meta = EXCLUDED.meta, blobs = EXCLUDED.blobs,"
+            " created_at = EXCLUDED.created_at",
+            (rec.key_id, rec.owner, json.dumps(rec.meta), blobs, rec.created_at),
+        )
+
+    def get_fhe_key(self, key_id: str) -> FheKeyRecord | None:
+        rows = self._read("SELECT * FROM fhe_keys WHERE key_id = %s", (key_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        blobs = {k: bytes.fromhex(v) for k, v in json.loads(bytes(r["blobs"])).items()}
+        return FheKeyRecord(r["key_id"], r["owner"], json.loads(r["meta"]), blobs, r["created_at"])
+
+    def delete_fhe_key(self, key_id: str) -> None:
+        def work(conn: Conn, retry: bool) -> None:
+            conn.execute("DELETE FROM fhe_keys WHERE key_id = %s", (key_id,))
+            conn.execute("DELETE FROM fhe_aggregates WHERE key_id = %s", (key_id,))
+
+        self._pool.run(work)
+
+    def save_aggregate(self, stream: str, key_id: str, count: int, total: bytes) -> None:
+        self._write(
+            "INSERT INTO fhe_aggregates (stream, key_id, count, total) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (stream, key_id) DO UPDATE SET count = EXCLUDED.count,"
+            " total = EXCLUDED.total",
+            (stream, key_id, count, total),
+        )
+
+    def load_aggregate(self, stream: str, key_id: str) -> tuple[int, bytes] | None:
+        rows = self._read(
+            "SELECT count, total FROM fhe_aggregates WHERE stream = %s AND key_id = %s",
+            (stream, key_id),
+        )
+        return (int(rows[0]["count"]), bytes(rows[0]["total"])) if rows else None
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _committed(conn: Conn, newest: list[StoredMessage]) -> bool:
+    """Whether a batch whose commit failed went in after all: its newest message of each
+    session is there, with the same sender and id (a batch is all or nothing)."""
+    for m in newest:
+        row = conn.execute(
+            'SELECT sender, id FROM messages WHERE session_id = %s AND "offset" = %s',
+            (m.session_id, m.offset),
+        ).fetchone()
+        if row is None or (row["sender"], row["id"]) != (m.sender, m.id):
+            return False
+    return True
