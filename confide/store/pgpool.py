@@ -48,7 +48,7 @@ class PgPool:
             check=ConnectionPool.check_connection,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
             # a borrower waits this long for a connection; `run` retries past it
-            timeout=5.0,
+            timeout=min(5.0, retry_s),
             name="confide-store",
         )
         self._pool.open(wait=True, timeout=open_timeout_s)

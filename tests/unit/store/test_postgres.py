@@ -1,0 +1,193 @@
+"""PostgreSQL-only behaviour: reconnecting after a server restart, and retries that never
+write twice when a commit's outcome is unknown."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+from confide.store.base import SessionRecord
+from confide.store.postgres import PostgresStore
+from tests.pgserver import PgServer, fresh_schema
+from tests.unit.store.test_store import message, notification
+
+
+def offsets(store: PostgresStore, session_id: str = "s1") -> list[int]:
+    return [m.offset for m in store.messages_after(session_id, 0, 1000, 1000)]
+
+
+def wait_for(condition: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def restartable(pg_server: PgServer) -> Iterator[str]:
+    """A schema on this session's own server, which the test may stop and start."""
+    with fresh_schema(pg_server.url) as url:
+        yield url
+
+
+@pytest.fixture
+def pg(pg_schema_url: str) -> Iterator[PostgresStore]:
+    s = PostgresStore(pg_schema_url)
+    s.create_session(SessionRecord("s1", "ep", 1.0))
+    yield s
+    s.close()
+
+
+# ------------------------------------------------------------------ reconnecting
+
+
+def test_reconnects_after_a_restart(pg_server: PgServer, restartable: str) -> None:
+    store = PostgresStore(restartable)
+    try:
+        store.create_session(SessionRecord("s1", "ep", 1.0))
+        store.append_messages([message(1)], 100)
+        pg_server.stop()
+        pg_server.start()
+        store.append_messages([message(2)], 100)  # every pooled connection died
+        assert offsets(store) == [1, 2]
+        assert store.load_session("s1").last_offset == 2  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_a_write_during_an_outage_waits_for_the_server(
+    pg_server: PgServer, restartable: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = PostgresStore(restartable)
+    try:
+        store.create_session(SessionRecord("s1", "ep", 1.0))
+        store.append_messages([message(1)], 100)
+        pg_server.stop()
+        with caplog.at_level(logging.WARNING, "confide.store.pgpool"), \
+                ThreadPoolExecutor(1) as pool:
+            write = pool.submit(store.append_messages, [message(2), message(3)], 100)
+            wait_for(lambda: any("retrying" in r.getMessage() for r in caplog.records))
+            assert not write.done()
+            pg_server.start()
+            write.result(timeout=60)
+        assert offsets(store) == [1, 2, 3]
+        assert all("m2" not in r.getMessage() for r in caplog.records)  # no bodies, no ids
+    finally:
+        if not _up(pg_server):
+            pg_server.start()
+        store.close()
+
+
+def _up(server: PgServer) -> bool:
+    try:
+        with psycopg.connect(server.url, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def test_gives_up_after_retry_s(pg_server: PgServer, restartable: str) -> None:
+    store = PostgresStore(restartable, retry_s=1.0)
+    try:
+        pg_server.stop()
+        with pytest.raises(psycopg.OperationalError):
+            store.load_session("s1")
+    finally:
+        pg_server.start()
+        store.close()
+
+
+def test_terminated_connections_are_replaced(pg: PostgresStore, pg_schema_url: str) -> None:
+    pg.append_messages([message(1)], 100)
+    with psycopg.connect(pg_schema_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = '' AND pid <> pg_backend_pid()"
+            " AND datname = current_database() AND backend_type = 'client backend'"
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    pg.append_messages([message(2)], 100)
+    assert offsets(pg) == [1, 2]
+
+
+# ------------------------------------------------------------------ retries
+
+
+class _Flaky:
+    """The pool, but the connection is 'lost' right after (or before) some commits."""
+
+    def __init__(self, real: Any, after_commit: int = 0, before_commit: int = 0) -> None:
+        self.real = real
+        self.after_commit = after_commit
+        self.before_commit = before_commit
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        if self.before_commit:
+            self.before_commit -= 1
+            raise psycopg.OperationalError("connection lost before the commit")
+        with self.real.connection() as conn:
+            yield conn
+        if self.after_commit:
+            self.after_commit -= 1
+            raise psycopg.OperationalError("connection lost after the commit")
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def _flaky(store: PostgresStore, **kw: int) -> None:
+    store._pool._pool = _Flaky(store._pool._pool, **kw)  # type: ignore[assignment]
+
+
+def test_retry_after_an_ambiguous_commit_writes_a_batch_once(pg: PostgresStore) -> None:
+    pg.append_messages([message(1)], 100)
+    _flaky(pg, after_commit=1)
+    pg.append_messages([message(2), message(3, sender="bob")], 100)
+    assert offsets(pg) == [1, 2, 3]
+    # the constraint is intact: a real duplicate still fails, and writes nothing
+    with pytest.raises(psycopg.IntegrityError):
+        pg.append_messages([message(4), message(5, msg_id="m2")], 100)
+    assert offsets(pg) == [1, 2, 3]
+
+
+def test_retry_after_an_ambiguous_commit_with_retention(pg: PostgresStore) -> None:
+    pg.append_messages([message(i) for i in range(1, 4)], 2)
+    _flaky(pg, after_commit=1)
+    pg.append_messages([message(4), message(5)], 2)
+    assert offsets(pg) == [4, 5]
+
+
+def test_retry_before_the_commit_writes_once(pg: PostgresStore) -> None:
+    _flaky(pg, before_commit=2)
+    pg.append_messages([message(1), message(2)], 100)
+    assert offsets(pg) == [1, 2]
+
+
+def test_notification_retried_after_an_ambiguous_commit_is_created_once(
+    pg: PostgresStore,
+) -> None:
+    _flaky(pg, after_commit=1)
+    got, created = pg.insert_notification(notification("n1", 1.0, key="k"))
+    assert created and got.id == "n1"
+    _flaky(pg, after_commit=1)
+    got, created = pg.insert_notification(notification("n2", 2.0))
+    assert created and got.id == "n2"
+    assert [n.id for n in pg.list_notifications("alice", False, 50, None)] == ["n2", "n1"]
+    again, created = pg.insert_notification(notification("n3", 3.0, key="k"))
+    assert not created and again.id == "n1"
+
+
+def test_session_and_upserts_are_idempotent_under_retry(pg: PostgresStore) -> None:
+    _flaky(pg, after_commit=3)
+    rec = pg.create_session(SessionRecord("s2", "ep2", 2.0))
+    assert (rec.epoch, rec.last_offset) == ("ep2", 0)
+    pg.save_aggregate("fhe:x", "k1", 2, b"t")
+    assert pg.load_aggregate("fhe:x", "k1") == (2, b"t")
