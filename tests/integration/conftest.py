@@ -111,3 +111,22 @@ def fresh(serve_port: int, tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store backend in turn: "" (SQLite in the data dir) or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        return ""
+    return str(request.getfixturevalue("pg_schema_url"))
+
+
+@pytest.fixture
+def recoverable(serve_port: int, tmp_path: Path, store_url: str) -> Iterator[Server]:
+    """A server of its own, for recovery tests, over each store backend."""
+    srv = Server(make_settings(tmp_path, store=store_url), serve_port)
+    srv.deploy()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -1,4 +1,5 @@
-"""Failures: a killed host actor, a full server restart, silent and abusive clients."""
+"""Failures: a killed host actor, a full server restart (over SQLite and PostgreSQL), silent
+and abusive clients."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import ray
 
 from actors.directory import host_index, host_name
+from confide.store import open_store
 from tests.integration.conftest import Server, make_settings
 from tests.integration.wsclient import Raw, is_msg
 
@@ -28,7 +30,8 @@ def strict(serve_port: int, tmp_path: Path) -> Iterator[Server]:
         srv.stop()
 
 
-async def test_killed_host_loses_no_acknowledged_message(fresh: Server) -> None:
+async def test_killed_host_loses_no_acknowledged_message(recoverable: Server) -> None:
+    fresh = recoverable
     s = f"s-{uuid.uuid4().hex[:6]}"
     a, _ = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("a", sessions=[s]))
     b, _ = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("b", sessions=[s]))
@@ -58,10 +61,16 @@ async def test_killed_host_loses_no_acknowledged_message(fresh: Server) -> None:
     await a.send({"type": "history", "limit": 100})
     hist = await a.until(lambda f: f["type"] == "history")
     assert [m["offset"] for m in hist["messages"]] == list(range(1, 31))
+    stored = open_store(fresh.settings.store_url())  # the backend under test holds them, once
+    try:
+        assert [m.id for m in stored.messages_after(s, 0, 100, 100)] == [f"k{i}" for i in range(30)]
+    finally:
+        stored.close()
     await asyncio.gather(a.close(), b.close())
 
 
-async def test_restart_on_same_data_keeps_history_and_resume(fresh: Server) -> None:
+async def test_restart_on_same_data_keeps_history_and_resume(recoverable: Server) -> None:
+    fresh = recoverable
     s = f"s-{uuid.uuid4().hex[:6]}"
     a, w = await Raw.open(fresh.ws(f"/ws/chat/{s}"), fresh.token("a", sessions=[s]))
     for i in range(6):

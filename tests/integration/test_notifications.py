@@ -119,7 +119,8 @@ async def test_rest_authorization_validation_and_idempotency(server: Server) -> 
         assert await Raw(ws).closed_with() == 4403
 
 
-async def test_notifications_survive_host_kill_and_restart(fresh: Server) -> None:
+async def test_notifications_survive_host_kill_and_restart(recoverable: Server) -> None:
+    fresh = recoverable
     dave, svc = user(), fresh.token("svc", "service")
     first = (await post(fresh, svc, {"user": dave, "kind": "k", "title": "1", "body": "x"})).json()
     idx = host_index(f"inbox:{dave}", fresh.settings.hosts)
