@@ -15,6 +15,7 @@ from actors.directory import host_index, host_name
 from confide.store import open_store
 from tests.integration.conftest import Server, make_settings
 from tests.integration.wsclient import Raw, is_msg
+from tests.pgserver import PgServer, fresh_schema
 
 
 @pytest.fixture
@@ -92,6 +93,46 @@ async def test_restart_on_same_data_keeps_history_and_resume(recoverable: Server
     await b.send({"type": "message", "id": "r9", "body": {}})
     assert (await b.until(lambda f: f["type"] == "ack"))["offset"] == 7
     await b.close()
+
+
+async def test_postgres_restart_mid_chat_loses_and_repeats_nothing(
+    serve_port: int, tmp_path: Path, pg_server: PgServer
+) -> None:
+    """PostgreSQL stops while messages are in flight: their acks wait for it, and once it is
+    back every message is stored, acknowledged and delivered exactly once."""
+    with fresh_schema(pg_server.url) as url:
+        srv = Server(make_settings(tmp_path, store=url), serve_port)
+        srv.deploy()
+        try:
+            s = f"s-{uuid.uuid4().hex[:6]}"
+            a, _ = await Raw.open(srv.ws(f"/ws/chat/{s}"), srv.token("a", sessions=[s]))
+            b, _ = await Raw.open(srv.ws(f"/ws/chat/{s}"), srv.token("b", sessions=[s]))
+            for i in range(5):
+                await a.send({"type": "message", "id": f"p{i}", "body": {"n": i}})
+            acks = await a.collect(lambda f: f["type"] in ("ack", "error"), 5)
+            await asyncio.to_thread(pg_server.stop)
+            try:
+                for i in range(5, 10):  # written while the database is down
+                    await a.send({"type": "message", "id": f"p{i}", "body": {"n": i}})
+            finally:
+                await asyncio.to_thread(pg_server.start)
+            acks += await a.collect(lambda f: f["type"] in ("ack", "error"), 5, timeout=60)
+            for i in range(10, 15):
+                await a.send({"type": "message", "id": f"p{i}", "body": {"n": i}})
+            acks += await a.collect(lambda f: f["type"] in ("ack", "error"), 5, timeout=60)
+            assert [f.get("offset") for f in acks] == list(range(1, 16)), acks
+            got = await b.collect(is_msg, 15, timeout=60)
+            assert [m["id"] for m in got] == [f"p{i}" for i in range(15)]
+            assert [m["offset"] for m in got] == list(range(1, 16))
+            stored = open_store(srv.settings.store_url())
+            try:
+                assert [m.id for m in stored.messages_after(s, 0, 100, 100)] == [
+                    f"p{i}" for i in range(15)]
+            finally:
+                stored.close()
+            await asyncio.gather(a.close(), b.close())
+        finally:
+            srv.stop()
 
 
 async def test_silent_client_closed_4408_and_abuser_4429(strict: Server) -> None:
