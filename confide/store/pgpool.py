@@ -51,8 +51,8 @@ class PgPool:
             timeout=min(5.0, retry_s),
             name="confide-store",
         )
-        self._pool.open(wait=True, timeout=open_timeout_s)
         try:
+            self._pool.open(wait=True, timeout=open_timeout_s)
             self.run(migrate_postgres, write=False)
         except BaseException:
             self._pool.close()
