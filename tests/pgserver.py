@@ -40,8 +40,10 @@ class PgServer:
     def start(self) -> str:
         out = subprocess.run(
             [str(SCRIPT), "start", str(self.datadir), str(self.port)],
-            check=True, capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300,
         )
+        if out.returncode != 0:
+            raise RuntimeError(f"scripts/postgres.sh start failed: {out.stderr.strip()}")
         self.url = out.stdout.strip().splitlines()[-1]
         return self.url
 
