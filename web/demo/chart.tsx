@@ -37,7 +37,7 @@ export function SystemChart({ base, token }: { base: string; token: string }) {
   const top = Math.max(1, ...points.map((p) => Math.max(p.messages, p.connections)));
   const line = (key: "messages" | "connections") =>
     points
-      .map((p, i) => `${((i / (KEEP - 1)) * W).toFixed(1)},${(H - 5 - (p[key] / top) * (H - 15)).toFixed(1)}`)
+      .map((p, i) => `${((i / Math.max(points.length - 1, 1)) * W).toFixed(1)},${(H - 5 - (p[key] / top) * (H - 15)).toFixed(1)}`)
       .join(" ");
   const last = points.at(-1);
   return (

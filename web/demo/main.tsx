@@ -44,7 +44,7 @@ function SignIn({ onJoin }: { onJoin: (j: Joined) => void }) {
       <label>WebSocket base</label>
       <input value={base} onChange={(e) => setBase(e.target.value)} />
       <label>Token (JWT)</label>
-      <textarea data-testid="token" value={token} onChange={(e) => setToken(e.target.value.trim())} />
+      <textarea className="secret" data-testid="token" value={token} onChange={(e) => setToken(e.target.value.trim())} />
       {devTokens ? (
         <div>
           <label>Development token: user and role</label>

@@ -120,7 +120,7 @@ const scenarios = {
     await send(alice.page, "Today: sleep and routines.");
     const before = Number(await chart.getAttribute("data-updates"));
     await alice.page.waitForFunction(
-      (n) => Number(document.querySelector("[data-testid=chart]")?.dataset.updates) > n,
+      (n) => Number(document.querySelector("[data-testid=chart]")?.dataset.updates) > n + 2,
       before,
       { timeout: TIMEOUT },
     );
