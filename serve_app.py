@@ -252,6 +252,7 @@ def main() -> None:
             f"  chat:          {ws}://{base}/ws/chat/<session>\n"
             f"  notifications: {ws}://{base}/ws/notifications\n"
             f"  analytics:     {ws}://{base}/ws/analytics\n"
+            f"  demo page:     {scheme}://{base}/ (web client: /static/confide-client.js)\n"
             f"  store:         {settings.store_url()}\n"
             f"Tokens are signed with {secret_note}. Mint one with:\n"
             f"  .venv/bin/confide token --sub alice --sessions s1\n"
