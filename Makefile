@@ -44,3 +44,23 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The browser client (web/, docs/web.md): `make install` installs its npm packages from the
+# lockfile (npm ci) and builds what the gateway serves (web/dist); `make test` runs its
+# vitest unit tests. Needs Node.js >= 20 with npm.
+WEB_MODULES := web/node_modules/.installed
+WEB_BUILT := web/dist/BUILT
+.PHONY: web web-test
+install: $(WEB_BUILT)
+test: web-test
+web: $(WEB_BUILT)
+
+$(WEB_MODULES): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+$(WEB_BUILT): $(WEB_MODULES) docs/protocol.schema.json $(shell find web/src web/demo web/scripts -type f 2>/dev/null)
+	cd web && npm run build
+
+web-test: $(WEB_MODULES)
+	cd web && npx vitest run

@@ -37,6 +37,7 @@ from gateway.pumps.chat import ChatPump
 from gateway.pumps.inbox import InboxPump
 from gateway.replica import GatewayReplica
 from gateway.serve_mode import apply, runtime_dir, serve_env
+from gateway.web import dev_tokens_enabled, file_response, mint_dev_token
 
 api = FastAPI(title="Confide", docs_url=None, redoc_url=None)
 
@@ -166,6 +167,24 @@ class Gateway:
         result = await host.chat_configure(session_id, who, fhe)
         return JSONResponse(result)
 
+    # ------------------------------------------------ the browser client (gateway/web.py)
+
+    @api.get("/")
+    async def demo_page(self) -> Response:
+        return file_response("index.html")
+
+    @api.get("/static/{name:path}")
+    async def static_file(self, name: str) -> Response:
+        return file_response(name)
+
+    @api.get("/api/dev")
+    async def dev_info(self) -> JSONResponse:
+        return JSONResponse({"dev_tokens": dev_tokens_enabled(self.core.settings)})
+
+    @api.post("/api/dev/token")
+    async def dev_token(self, request: Request) -> JSONResponse:
+        return JSONResponse(mint_dev_token(self.core.settings, await _json_body(request)))
+
     @api.get("/healthz")
     async def healthz(self) -> Response:
         self.core.start()
@@ -233,6 +252,7 @@ def main() -> None:
             f"  chat:          {ws}://{base}/ws/chat/<session>\n"
             f"  notifications: {ws}://{base}/ws/notifications\n"
             f"  analytics:     {ws}://{base}/ws/analytics\n"
+            f"  demo page:     {scheme}://{base}/ (web client: /static/confide-client.js)\n"
             f"  store:         {settings.store_url()}\n"
             f"Tokens are signed with {secret_note}. Mint one with:\n"
             f"  .venv/bin/confide token --sub alice --sessions s1\n"

@@ -242,6 +242,23 @@ class Welcome(Frame):
     heartbeat_s: float
 
 
+class ChatWelcome(Welcome):
+    """`welcome` on `/ws/chat/{session_id}`: the log's position and the members."""
+
+    session_id: str
+    epoch: str
+    offset: int
+    members: list[Member]
+    recovered: bool
+
+
+class InboxWelcome(Welcome):
+    """`welcome` on `/ws/notifications`: how many notifications wait."""
+
+    pending: int
+    unread: int
+
+
 class Pong(Frame):
     type: Literal["pong"] = "pong"
     id: FrameId | None = None

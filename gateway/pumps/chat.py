@@ -14,12 +14,12 @@ from confide.errors import CloseCode, CloseConnection
 from confide.protocol import (
     Ack,
     ChatMessage,
+    ChatWelcome,
     End,
     Frame,
     HistoryRequest,
     Resume,
     StatusUpdate,
-    Welcome,
 )
 from gateway.fanout import Outgoing
 from gateway.pumps.base import RESYNC, Pump
@@ -52,7 +52,7 @@ class ChatPump(Pump):
             # Sessions with encrypted insights carry ciphertexts (~1 MB) in message bodies.
             self.gate.limit = frame_limit(self.ctx.settings, "chat", large=True)
         await self.send_frame(
-            Welcome(user=self.who.user, role=self.who.role,
+            ChatWelcome(user=self.who.user, role=self.who.role,
                     heartbeat_s=self.ctx.settings.heartbeat_s, **w)
         )
         replay = bool(w["recovered"]) and joined.replay_after is not None

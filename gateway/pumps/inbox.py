@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors.host.messages import Attached
-from confide.protocol import Frame, ListRequest, NotificationAck, Welcome
+from confide.protocol import Frame, InboxWelcome, ListRequest, NotificationAck
 from gateway.fanout import Outgoing
 from gateway.pumps.base import RESYNC, Pump
 
@@ -25,7 +25,7 @@ class InboxPump(Pump):
         self.ctx.fanout.subscribe(self.topic, self)
         attached = await self._attach()
         await self.send_frame(
-            Welcome(user=self.who.user, role=self.who.role,
+            InboxWelcome(user=self.who.user, role=self.who.role,
                     heartbeat_s=self.ctx.settings.heartbeat_s,
                     pending=attached.pending, unread=attached.unread)
         )
