@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
+from confide.strictjson import loads_stored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -82,14 +83,14 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         id=row["id"],
         sender=row["sender"],
         ts=row["ts"],
-        body=json.loads(row["body"]),
+        body=loads_stored(row["body"]),  # old rows may hold Infinity: served as null
         encrypted=bool(row["encrypted"]),
     )
 
 
 def _notification(row: sqlite3.Row) -> NotificationRecord:
     values: dict[str, Any] = dict(row)
-    values["data"] = json.loads(values["data"])
+    values["data"] = loads_stored(values["data"])
     return NotificationRecord(**values)
 
 

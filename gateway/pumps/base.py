@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from actors.directory import Directory
 from actors.ray_errors import unwrap
+from confide import strictjson
 from confide.auth import Principal
 from confide.config import Settings
 from confide.connection import InboundGate, frame_limit
@@ -26,6 +26,7 @@ from confide.errors import CloseCode, CloseConnection, ConfideError
 from confide.metrics import GatewayStats
 from confide.protocol import Endpoint, Error, Frame, Hello, Ping, Pong
 from gateway.fanout import Fanout, Outgoing
+from gateway.inflate import bound_inflation
 
 log = logging.getLogger("confide.pump")
 
@@ -88,6 +89,11 @@ class Pump:
 
     # ------------------------------------------------------------ plumbing
 
+    def set_frame_limit(self, limit: int) -> None:
+        """Frames over `limit` bytes close 1009 (checked while inflating, where possible)."""
+        self.gate.limit = limit
+        bound_inflation(self.ws, limit)
+
     def close_with(self, code: CloseCode | int, reason: str = "") -> None:
         if not self._closing.done():
             self._closing.set_result(CloseConnection(CloseCode(code), reason))
@@ -102,7 +108,7 @@ class Pump:
 
     def push_frame(self, frame: Frame | dict[str, Any]) -> None:
         data = frame.dump() if isinstance(frame, Frame) else frame
-        self.push(json.dumps(data, separators=(",", ":")))
+        self.push(strictjson.dumps(data))
 
     def push_error(self, err: ConfideError) -> None:
         self.ctx.stats.error(self.endpoint, err.code.value)
@@ -114,7 +120,7 @@ class Pump:
 
     async def send_frame(self, frame: Frame | dict[str, Any]) -> None:
         data = frame.dump() if isinstance(frame, Frame) else frame
-        await self.send_text(json.dumps(data, separators=(",", ":")))
+        await self.send_text(strictjson.dumps(data))
 
     def deliver(self, out: Outgoing) -> bool:
         """Take a live event for this connection until the fan-out's `flush`."""

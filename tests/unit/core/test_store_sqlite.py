@@ -312,3 +312,21 @@ def test_two_stores_on_one_file_see_each_other(db_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_old_poisoned_rows_are_read_as_valid_json(store: SqliteStore, db_path: Path) -> None:
+    """Rows written before strict parsing may hold Infinity/NaN: read back as null."""
+    new_session(store)
+    store.append_messages([message(1)], retention=100)
+    store.insert_notification(notification("n1", 1.0))
+    raw = sqlite3.connect(db_path)
+    with raw:
+        raw.execute("UPDATE messages SET body = ? WHERE session_id = 's1'",
+                    ('{"v":Infinity,"w":[NaN,-Infinity],"t":"ok"}',))
+        raw.execute("UPDATE notifications SET data = ? WHERE id = 'n1'", ('{"x":NaN}',))
+    raw.close()
+    (got,) = store.messages_after("s1", 0, 1, 100)
+    assert got.body == {"v": None, "w": [None, None], "t": "ok"}
+    assert store.messages_before("s1", 2, 10)[0].body == got.body
+    rec = store.get_notification("n1")
+    assert rec is not None and rec.data == {"x": None}
