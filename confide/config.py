@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
+    # -- wire limits (issue 9; docs/operations.md, "Limits and budgets")
+    #: REST request bodies (notifications, session config): 413 `too_large` beyond.
+    max_rest_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: `POST /api/fhe/keys` bodies (base64 key bundles): 413 `too_large` beyond.
+    max_key_bundle_bytes: int = Field(default=64 * 2**20, ge=1024)
+
     def store_url(self) -> str:
         return self.store or f"sqlite:///{(self.data_dir / 'confide.db').resolve()}"
 

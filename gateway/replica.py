@@ -18,6 +18,7 @@ from confide.errors import CloseCode, CloseConnection, Unauthorized
 from confide.metrics import GatewayStats
 from confide.protocol import SUBPROTOCOL, Endpoint, Hello
 from gateway.fanout import Fanout
+from gateway.inflate import bound_inflation
 from gateway.pumps.base import Pump, PumpContext
 
 log = logging.getLogger("confide.gateway")
@@ -74,6 +75,8 @@ class GatewayReplica:
     ) -> tuple[Principal, Hello] | None:
         """Accept the upgrade and authenticate; None when the socket was closed instead."""
         offered = ws.scope.get("subprotocols") or []
+        if not bound_inflation(ws, limit):
+            log.debug("inflation of compressed frames is not bounded on this server")
         await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         try:
             try:
