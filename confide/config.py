@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # -- wire limits (issue 9; docs/operations.md, "Limits and budgets")
     #: REST request bodies (notifications, session config): 413 `too_large` beyond.
     max_rest_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: Seconds of clock skew allowed on a token's `exp`, `nbf` and `iat` (PyJWT `leeway`).
+    jwt_leeway_s: float = Field(default=30.0, ge=0, le=600)
     #: `POST /api/fhe/keys` bodies (base64 key bundles): 413 `too_large` beyond.
     max_key_bundle_bytes: int = Field(default=64 * 2**20, ge=1024)
 
