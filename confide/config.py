@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     max_rest_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: Seconds of clock skew allowed on a token's `exp`, `nbf` and `iat` (PyJWT `leeway`).
     jwt_leeway_s: float = Field(default=30.0, ge=0, le=600)
+    #: Open WebSockets per user across the cluster; the next one is closed 4429.
+    max_connections_per_user: int = Field(default=32, ge=1)
+    #: Accepted WebSockets of one gateway replica still waiting for a valid `hello`;
+    #: beyond, new ones are closed 4503 (each pending one is closed 4408 after
+    #: `CONFIDE_HELLO_TIMEOUT_S`).
+    max_pending_handshakes: int = Field(default=256, ge=1)
     #: `POST /api/fhe/keys` bodies (base64 key bundles): 413 `too_large` beyond.
     max_key_bundle_bytes: int = Field(default=64 * 2**20, ge=1024)
 

@@ -17,6 +17,7 @@ from actors.host.messages import Polled
 from confide.analytics import StreamRef, SystemStream, Throttle
 from confide.chat import IDEMPOTENCY_CACHE, ChatSession
 from confide.config import Settings
+from confide.conncount import ConnectionCounts
 from confide.errors import NotFound
 from confide.events import Event, EventLog
 from confide.inbox import Inbox
@@ -82,6 +83,8 @@ class HostBase:
         self._proc = Window()
         self.fhe = FheStreams(settings, self.store, self.publish)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Open WebSockets of the users this host owns (PROTOCOL 1.1, per-user cap).
+        self.connections = ConnectionCounts()
 
     # ------------------------------------------------------------ event log
 
@@ -168,6 +171,7 @@ class HostBase:
         for reader in stale:
             del self._readers[reader]
             prefix = f"{reader}:"
+            self.connections.drop_prefix(prefix)
             for session in self._sessions.values():
                 for e in session.drop_connections(prefix):
                     self.publish(e)
