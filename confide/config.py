@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     rate_abuse_s: float = 10.0
     #: Frames a connection's outbound queue holds before it is closed as a slow consumer.
     send_queue: int = Field(default=1024, ge=8)
+    #: Bytes a connection's outbound queue may hold (frames not yet written); beyond: 4503.
+    send_queue_bytes: int = Field(default=8 * 2**20, ge=64 * 1024)
     #: WebSockets one gateway replica serves (`max_ongoing_requests`).
     connections_per_replica: int = Field(default=2000, ge=1000)
     gateway_replicas: int = Field(default=1, ge=1)

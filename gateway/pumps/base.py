@@ -55,6 +55,9 @@ class Pump:
         self.hello = hello
         self.conn_id = conn_id
         self.queue: asyncio.Queue[Any] = asyncio.Queue(ctx.settings.send_queue)
+        #: Bytes of the frames queued and not yet written (the budget is in bytes: one
+        #: frame may be 64 bytes or 8 MiB).
+        self.queued_bytes = 0
         self._last_seen = 0.0
         #: Live events taken from the fan-out, until its flush.
         self._taken: list[Outgoing] = []
@@ -99,12 +102,23 @@ class Pump:
             self._closing.set_result(CloseConnection(CloseCode(code), reason))
 
     def push(self, item: Any) -> None:
-        """Queue an outbound item; a full queue means a slow consumer (close 4503)."""
+        """Queue an outbound item; a queue over its budget in frames or in bytes means a
+        slow consumer (close 4503). One frame over the byte budget passes an empty queue."""
+        size = _size(item)
+        if self.queued_bytes and self.queued_bytes + size > self.ctx.settings.send_queue_bytes:
+            self._slow()
+            return
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
+            self._slow()
+            return
+        self.queued_bytes += size
+
+    def _slow(self) -> None:
+        if not self._closing.done():
             self.ctx.stats.slow_consumer(self.endpoint)
-            self.close_with(CloseCode.OVERLOADED, "slow consumer")
+        self.close_with(CloseCode.OVERLOADED, "slow consumer")
 
     def push_frame(self, frame: Frame | dict[str, Any]) -> None:
         data = frame.dump() if isinstance(frame, Frame) else frame
@@ -255,3 +269,13 @@ class Pump:
                 await self.render(item)
             finally:
                 self._writing = False
+                self.queued_bytes -= _size(item)
+
+
+def _size(item: Any) -> int:
+    """Bytes an outbound item holds: its frame's text (ASCII JSON: one byte a character)."""
+    if isinstance(item, str):
+        return len(item)
+    if isinstance(item, Outgoing):
+        return len(item.text)
+    return 0
