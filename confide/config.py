@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     send_queue: int = Field(default=1024, ge=8)
     #: Bytes a connection's outbound queue may hold (frames not yet written); beyond: 4503.
     send_queue_bytes: int = Field(default=8 * 2**20, ge=64 * 1024)
+    #: Bytes of messages one `history` reply (or one replay page) holds at most; at least
+    #: one message is always sent, and `complete: false` says there is more.
+    history_max_bytes: int = Field(default=1 * 2**20, ge=1024)
     #: WebSockets one gateway replica serves (`max_ongoing_requests`).
     connections_per_replica: int = Field(default=2000, ge=1000)
     gateway_replicas: int = Field(default=1, ge=1)
