@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     #: Bytes of messages one `history` reply (or one replay page) holds at most; at least
     #: one message is always sent, and `complete: false` says there is more.
     history_max_bytes: int = Field(default=1 * 2**20, ge=1024)
+    #: Status frames of one user in one session fan out at most this often (latest wins).
+    status_interval_s: float = Field(default=0.25, ge=0)
     #: WebSockets one gateway replica serves (`max_ongoing_requests`).
     connections_per_replica: int = Field(default=2000, ge=1000)
     gateway_replicas: int = Field(default=1, ge=1)

@@ -158,7 +158,19 @@ class ChatOps(HostBase):
     ) -> None:
         session = await self.session(session_id)
         for e in session.set_status(conn_id, who, status, self.clock.time()):
-            self.publish(e)
+            # Coalesced per (session, user): at most one every CONFIDE_STATUS_INTERVAL_S,
+            # the latest wins (members see every user's current status, not each change).
+            key = (session_id, who.user)
+            now, delay = self.statuses.offer(key, e, self.clock.monotonic())
+            if now is not None:
+                self.publish(now)
+            elif delay is not None:
+                asyncio.get_running_loop().call_later(delay, self._status_due, key)
+
+    def _status_due(self, key: tuple[str, str]) -> None:
+        event = self.statuses.take(key, self.clock.monotonic())
+        if event is not None:
+            self.publish(event)
 
     async def chat_history(self, session_id: str, req: HistoryRequest) -> History:
         session = await self.session(session_id)
