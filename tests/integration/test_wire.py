@@ -231,3 +231,43 @@ async def test_compressed_hello_inflating_past_the_limit_closes_1009(server: Ser
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     assert closed.value.rcvd.reason != "frame too large"
+
+
+# ------------------------------------------------------------------ bytes, not items
+
+
+async def test_history_replies_are_paged_under_the_byte_budget(server: Server) -> None:
+    s = session()
+    raw, _ = await Raw.open(server.ws(f"/ws/chat/{s}"), server.token("h", sessions=[s]))
+    for i in range(24):  # 24 messages of 60 KB: 1.4 MB, over the 1 MiB reply budget
+        await raw.send({"type": "message", "id": f"h{i}", "body": {"t": str(i % 10) * 60_000}})
+        await raw.until(lambda f: f["type"] == "ack")
+    await raw.send({"type": "history", "limit": 500})
+    reply = await raw.until(lambda f: f["type"] == "history")
+    offsets = [m["offset"] for m in reply["messages"]]
+    assert reply["complete"] is False and offsets[-1] == 24 and len(offsets) < 24
+    assert len(json.dumps(reply, separators=(",", ":"))) <= 2**20
+    await raw.send({"type": "history", "before": offsets[0], "limit": 500})
+    rest = await raw.until(lambda f: f["type"] == "history")
+    assert [m["offset"] for m in rest["messages"]] == list(range(1, offsets[0]))
+    assert rest["complete"] is True
+    await raw.close()
+
+
+async def test_status_floods_are_coalesced_latest_wins(server: Server) -> None:
+    s = session()
+    flood, _ = await Raw.open(server.ws(f"/ws/chat/{s}"), server.token("fl", sessions=[s]))
+    watch, _ = await Raw.open(server.ws(f"/ws/chat/{s}"), server.token("wa", sessions=[s]))
+    sent = ["typing", "idle"] * 9 + ["away"]
+    for status in sent:
+        await flood.send({"type": "status", "status": status})
+    got: list[str] = []
+
+    def latest(f: dict[str, Any]) -> bool:
+        if f["type"] == "status" and f["user"] == "fl":
+            got.append(f["status"])
+        return bool(got) and got[-1] == "away"
+
+    await watch.until(latest)
+    assert got[0] == "typing" and got[-1] == "away" and len(got) < len(sent)
+    await asyncio.gather(flood.close(), watch.close())
