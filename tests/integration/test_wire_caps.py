@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import ray
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.integration.conftest import Server, make_settings
 from tests.integration.wsclient import TIMEOUT, Raw
@@ -21,7 +22,8 @@ PENDING = 3
 @pytest.fixture(scope="module")
 def capped(serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data: Path = tmp_path_factory.mktemp("caps")
-    srv = Server(make_settings(data, max_connections_per_user=CAP,
+    # poll_timeout_s 2: a dead replica's lease on the hosts runs out after 3 × 2 + 5 s
+    srv = Server(make_settings(data, max_connections_per_user=CAP, poll_timeout_s=2.0,
                                max_pending_handshakes=PENDING, hello_timeout_s=3.0), serve_port)
     srv.deploy()
     try:
@@ -76,3 +78,28 @@ async def test_pending_handshakes_have_a_per_replica_budget(capped: Server) -> N
     raw, welcome = await Raw.open(capped.ws("/ws/notifications"), capped.token("later"))
     assert welcome["type"] == "welcome"  # the budget is free again
     await raw.close()
+
+
+async def test_a_dead_replicas_connections_are_released(capped: Server) -> None:
+    """Runs last in this module: it kills the gateway replica (Serve starts another)."""
+    token = capped.token("orphaned", sessions=["s-cap"])
+    held = [(await Raw.open(capped.ws("/ws/notifications"), token))[0] for _ in range(CAP)]
+    [replica] = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                 if "confide#Gateway" in a["name"]]
+    ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+    for raw in held:  # its connections drop without a goodbye to the hosts
+        await raw.closed_with()
+
+    async def cap_is_free_again() -> list[Raw]:
+        while True:
+            opened: list[Raw] = []
+            try:
+                for _ in range(CAP):
+                    opened.append((await Raw.open(capped.ws("/ws/notifications"), token))[0])
+                return opened
+            except (ConnectionClosed, OSError, InvalidHandshake):  # 4429, or no replica yet
+                await asyncio.gather(*(r.close() for r in opened))
+                await asyncio.sleep(0.5)
+
+    fresh = await asyncio.wait_for(cap_is_free_again(), 90)
+    await asyncio.gather(*(r.close() for r in fresh))
