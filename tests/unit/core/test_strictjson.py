@@ -44,3 +44,11 @@ def test_loads_stored_serves_old_poisoned_rows_as_valid_json() -> None:
         "v": None, "w": [None, None], "s": "ok"}
     assert strictjson.loads_stored(b'{"v":-Infinity}') == {"v": None}
     assert strictjson.loads_stored('{"v":1.5}') == {"v": 1.5}
+
+
+@pytest.mark.parametrize("literal", ["9" * 250 + "e99", "9" * 250 + ".5e99", "1e0400",
+                                     "0.1e310", "-" + "9" * 320])
+def test_every_shape_of_overflow_is_refused(literal: str) -> None:
+    assert math.isinf(float(literal)) or abs(int(literal)) > 1.8e308
+    with pytest.raises(ValueError):
+        strictjson.loads(f'{{"v":{literal}}}')
