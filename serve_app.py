@@ -10,7 +10,6 @@ timeout is set, since one would close live sockets.
 """
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -28,10 +27,12 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.fhe_worker import FheWorker, call_worker, fhe_worker_options
+from confide import strictjson
 from confide.config import Settings
 from confide.errors import CloseConnection, ConfideError, InvalidMessage
 from confide.inbox import NotificationRequest, check_producer
 from fhe.models import MODELS, LinearModel
+from gateway.bodylimit import BodyLimit, BodyLimits
 from gateway.pumps.analytics import AnalyticsPump
 from gateway.pumps.chat import ChatPump
 from gateway.pumps.inbox import InboxPump
@@ -40,6 +41,9 @@ from gateway.serve_mode import apply, runtime_dir, serve_env
 from gateway.web import dev_tokens_enabled, file_response, mint_dev_token
 
 api = FastAPI(title="Confide", docs_url=None, redoc_url=None)
+#: REST body limits, set from the replica's settings in `Gateway.__init__` (one per process).
+body_limits = BodyLimits()
+api.add_middleware(BodyLimit, limits=body_limits)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -66,7 +70,7 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 async def _json_body(request: Request) -> Any:
     try:
-        return json.loads(await request.body())
+        return strictjson.loads(await request.body())  # NaN, Infinity, 1e400: 400
     except (ValueError, RecursionError):
         raise InvalidMessage("request body is not valid JSON") from None
 
@@ -90,6 +94,7 @@ class SessionFheConfig(BaseModel):
 class Gateway:
     def __init__(self, settings: dict[str, Any], fhe: DeploymentHandle[Any]) -> None:
         self.core = GatewayReplica(Settings(**settings))
+        body_limits.configure(self.core.settings)
         self.fhe = fhe
 
     @api.websocket("/ws/chat/{session_id}")

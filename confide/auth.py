@@ -51,6 +51,8 @@ class TokenVerifier:
             self._algorithms = ["HS256"]
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
+        #: Identity providers' clocks differ from ours: `exp`, `nbf` and `iat` get this slack.
+        self._leeway = settings.jwt_leeway_s
 
     def _key_for(self, token: str) -> Any:
         if not self._jwks:
@@ -69,6 +71,7 @@ class TokenVerifier:
                 algorithms=self._algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
+                leeway=self._leeway,
                 options={"require": ["sub", "exp"], "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError:

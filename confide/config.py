@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     rate_abuse_s: float = 10.0
     #: Frames a connection's outbound queue holds before it is closed as a slow consumer.
     send_queue: int = Field(default=1024, ge=8)
+    #: Bytes a connection's outbound queue may hold (frames not yet written); beyond: 4503.
+    send_queue_bytes: int = Field(default=8 * 2**20, ge=64 * 1024)
+    #: Bytes of messages one `history` reply (or one replay page) holds at most; at least
+    #: one message is always sent, and `complete: false` says there is more.
+    history_max_bytes: int = Field(default=1 * 2**20, ge=1024)
+    #: Status frames of one user in one session fan out at most this often (latest wins).
+    status_interval_s: float = Field(default=0.25, ge=0)
     #: WebSockets one gateway replica serves (`max_ongoing_requests`).
     connections_per_replica: int = Field(default=2000, ge=1000)
     gateway_replicas: int = Field(default=1, ge=1)
@@ -74,6 +81,20 @@ class Settings(BaseSettings):
     fhe_flush_s: float = Field(default=0.2, gt=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+    # -- wire limits (issue 9; docs/operations.md, "Limits and budgets")
+    #: REST request bodies (notifications, session config): 413 `too_large` beyond.
+    max_rest_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: Seconds of clock skew allowed on a token's `exp`, `nbf` and `iat` (PyJWT `leeway`).
+    jwt_leeway_s: float = Field(default=30.0, ge=0, le=600)
+    #: Open WebSockets per user across the cluster; the next one is closed 4429.
+    max_connections_per_user: int = Field(default=32, ge=1)
+    #: Accepted WebSockets of one gateway replica still waiting for a valid `hello`;
+    #: beyond, new ones are closed 4503 (each pending one is closed 4408 after
+    #: `CONFIDE_HELLO_TIMEOUT_S`).
+    max_pending_handshakes: int = Field(default=256, ge=1)
+    #: `POST /api/fhe/keys` bodies (base64 key bundles): 413 `too_large` beyond.
+    max_key_bundle_bytes: int = Field(default=64 * 2**20, ge=1024)
 
     def store_url(self) -> str:
         return self.store or f"sqlite:///{(self.data_dir / 'confide.db').resolve()}"

@@ -54,6 +54,8 @@ class InboundGate:
         self.endpoint = endpoint
         self.who = who
         self.limit = limit
+        #: A connection lives as long as its token would be accepted: exp plus the leeway.
+        self.expires_at = who.expires_at + settings.jwt_leeway_s
         self._bucket = TokenBucket(settings.rate_per_s, settings.rate_burst,
                                    settings.rate_abuse_s, now)
 
@@ -61,7 +63,7 @@ class InboundGate:
         size = len(text.encode() if isinstance(text, str) else text)
         if size > self.limit:
             raise CloseConnection(CloseCode.TOO_LARGE, "frame too large")
-        if now >= self.who.expires_at:
+        if now >= self.expires_at:
             raise Unauthorized("token expired")
         if not self._bucket.allow(now):
             if self._bucket.abusive(now):

@@ -17,6 +17,8 @@ class ErrorCode(str, Enum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     INTERNAL = "internal"
+    #: REST only: a request body over its endpoint's limit (413).
+    TOO_LARGE = "too_large"
 
 
 class CloseCode(IntEnum):
@@ -90,6 +92,13 @@ class Overloaded(Internal):
     """Load shedding: the work was refused, not lost; the caller may retry later."""
 
     http_status = 503
+
+
+class TooLarge(ConfideError):
+    """A REST body over its endpoint's limit (PROTOCOL 1.1): 413 before the rest is read."""
+
+    code = ErrorCode.TOO_LARGE
+    http_status = 413
 
 
 class CloseConnection(Exception):

@@ -7,11 +7,11 @@ Server frames are models too; `Frame.dump()` gives the JSON-ready dict.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from confide import strictjson
 from confide.errors import InvalidMessage, UnknownType
 
 SUBPROTOCOL = "confide.v1"
@@ -33,7 +33,7 @@ class Frame(BaseModel):
         return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
 
     def to_json(self) -> str:
-        return json.dumps(self.dump(), separators=(",", ":"))
+        return strictjson.dumps(self.dump())
 
 
 # --------------------------------------------------------------------------- client → server
@@ -166,14 +166,10 @@ _ENDPOINT_TYPES: dict[str, dict[str, type[Frame]]] = {
 _client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
-def _reject_constant(name: str) -> Any:
-    """NaN and Infinity are not JSON (RFC 8259); browsers' JSON.parse rejects them."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _load_object(text: str | bytes) -> dict[str, Any]:
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        # Strict: NaN, Infinity and numbers that overflow a double are refused.
+        data = strictjson.loads(text)
     except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         raise InvalidMessage("frame is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
 from actors.directory import Directory
+from confide import strictjson
 from confide.events import Event
 
 log = logging.getLogger("confide.fanout")
@@ -107,7 +107,7 @@ class Fanout:
                 self.events += 1
                 subs = self._topics.get(event.topic)
                 if subs:
-                    text = "" if event.control else json.dumps(event.frame, separators=(",", ":"))
+                    text = "" if event.control else strictjson.dumps(event.frame)
                     out = Outgoing(event, text)
                     for sub in list(subs):
                         if sub.deliver(out):

@@ -10,6 +10,7 @@ import uuid
 from starlette.websockets import WebSocket, WebSocketState
 
 from actors.directory import Directory
+from actors.host import HostClient
 from actors.ray_export import RayExporter
 from confide.auth import Principal, TokenVerifier
 from confide.config import Settings
@@ -18,6 +19,7 @@ from confide.errors import CloseCode, CloseConnection, Unauthorized
 from confide.metrics import GatewayStats
 from confide.protocol import SUBPROTOCOL, Endpoint, Hello
 from gateway.fanout import Fanout
+from gateway.inflate import bound_inflation
 from gateway.pumps.base import Pump, PumpContext
 
 log = logging.getLogger("confide.gateway")
@@ -35,6 +37,8 @@ class GatewayReplica:
         self.stats = GatewayStats()
         self.pump_context = PumpContext(settings, self.stats, self.fanout, self.hosts)
         self._reporter: asyncio.Task[None] | None = None
+        #: Accepted WebSockets still waiting for their `hello` (a per-replica budget).
+        self.pending_handshakes = 0
 
     def start(self) -> None:
         """Start the replica's background loops (on its event loop, at first use)."""
@@ -74,12 +78,21 @@ class GatewayReplica:
     ) -> tuple[Principal, Hello] | None:
         """Accept the upgrade and authenticate; None when the socket was closed instead."""
         offered = ws.scope.get("subprotocols") or []
+        if not bound_inflation(ws, limit):
+            log.debug("inflation of compressed frames is not bounded on this server")
         await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        if self.pending_handshakes >= self.settings.max_pending_handshakes:
+            busy = CloseConnection(CloseCode.OVERLOADED, "too many pending handshakes")
+            await self._refuse(ws, endpoint, busy)
+            return None
         try:
+            self.pending_handshakes += 1
             try:
                 msg = await asyncio.wait_for(ws.receive(), self.settings.hello_timeout_s)
             except asyncio.TimeoutError:
                 raise CloseConnection(CloseCode.TIMEOUT, "no hello in time") from None
+            finally:
+                self.pending_handshakes -= 1
             if msg["type"] == "websocket.disconnect":
                 return None
             raw = msg.get("text")
@@ -108,10 +121,27 @@ class GatewayReplica:
             # service tokens may only use REST (PROTOCOL.md, Authentication)
             await self._refuse(ws, endpoint, CloseConnection(CloseCode.FORBIDDEN, "REST only"))
             return
+        conn_id = self.conn_id()
+        owner = self.hosts.host_for(f"user:{who.user}")
+        if not await self._admit(owner, who.user, conn_id):
+            too_many = CloseConnection(CloseCode.RATE_LIMITED, "too many connections")
+            await self._refuse(ws, endpoint, too_many)
+            return
         started = time.monotonic()
         self.stats.opened(endpoint)
         try:
-            pump = pump_type(ws, self.pump_context, who, hello, self.conn_id(), **kwargs)
+            pump = pump_type(ws, self.pump_context, who, hello, conn_id, **kwargs)
             await pump.run()
         finally:
+            owner.conn_release(who.user, conn_id)
             self.stats.ended(endpoint, time.monotonic() - started)
+
+    async def _admit(self, owner: HostClient, user: str, conn_id: str) -> bool:
+        """The per-user connection cap (PROTOCOL 1.1), counted on the user's host. A host
+        that cannot answer (restarting) does not keep users out: it admits."""
+        try:
+            return await owner.conn_acquire(
+                user, conn_id, self.settings.max_connections_per_user)
+        except Exception as exc:  # noqa: BLE001 - availability over the cap
+            log.warning("connection count unavailable (%s): admitted", type(exc).__name__)
+            return True

@@ -164,6 +164,16 @@ class HostActor:
     async def fhe_key_deleted(self, key_id: str) -> None:
         await self._host.fhe_key_deleted(key_id)
 
+    # ---------------------------------------------------------- connections
+
+    @_logged
+    async def conn_acquire(self, user: str, conn_id: str, limit: int) -> bool:
+        return await self._host.conn_acquire(user, conn_id, limit)
+
+    @_logged
+    async def conn_release(self, user: str, conn_id: str) -> None:
+        await self._host.conn_release(user, conn_id)
+
     @_logged
     async def stats(self) -> dict[str, Any]:
         return await self._host.stats()

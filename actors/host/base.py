@@ -16,7 +16,9 @@ from actors.host.commit import GroupCommitter
 from actors.host.messages import Polled
 from confide.analytics import StreamRef, SystemStream, Throttle
 from confide.chat import IDEMPOTENCY_CACHE, ChatSession
+from confide.coalesce import Coalescer
 from confide.config import Settings
+from confide.conncount import ConnectionCounts
 from confide.errors import NotFound
 from confide.events import Event, EventLog
 from confide.inbox import Inbox
@@ -82,6 +84,11 @@ class HostBase:
         self._proc = Window()
         self.fhe = FheStreams(settings, self.store, self.publish)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Open WebSockets of the users this host owns (PROTOCOL 1.1, per-user cap).
+        self.connections = ConnectionCounts()
+        #: Status events held back per (session, user): the latest wins (chat_status).
+        self.statuses: Coalescer[tuple[str, str], Event] = Coalescer(
+            settings.status_interval_s)
 
     # ------------------------------------------------------------ event log
 
@@ -143,6 +150,7 @@ class HostBase:
         """Reap dead replicas' connections; evict idle entities (their state is stored)."""
         now = self.clock.monotonic()
         self.reap(now)
+        self.statuses.forget_before(now - self.statuses.interval)
         cutoff = now - self.settings.entity_ttl_s
         self.fhe.evict_idle(cutoff, set(self._streams))
         for sid in [s for s, t in self._touched.items() if t < cutoff]:
@@ -168,6 +176,7 @@ class HostBase:
         for reader in stale:
             del self._readers[reader]
             prefix = f"{reader}:"
+            self.connections.drop_prefix(prefix)
             for session in self._sessions.values():
                 for e in session.drop_connections(prefix):
                     self.publish(e)

@@ -12,6 +12,7 @@ from confide.auth import Principal
 from confide.chat import ChatSession
 from confide.errors import CloseConnection, ConfideError, Forbidden, Internal
 from confide.events import Event
+from confide.paging import newest_within, oldest_within
 from confide.protocol import Ack, ChatMessage, Error, History, HistoryRequest, Resume, Status
 from confide.store import StoredMessage
 
@@ -52,11 +53,12 @@ class ChatOps(HostBase):
         return [None] * len(items)
 
     async def chat_replay(self, session_id: str, after: int, upto: int) -> list[dict[str, Any]]:
-        """Stored messages in (after, upto], at most a page of them, oldest first."""
+        """Stored messages in (after, upto], at most a page of them (in items and in
+        bytes: `CONFIDE_HISTORY_MAX_BYTES`), oldest first; the caller asks on."""
         msgs = await asyncio.to_thread(
             self.store.messages_after, session_id, after, upto, REPLAY_PAGE
         )
-        return [m.frame() for m in msgs]
+        return oldest_within([m.frame() for m in msgs], self.settings.history_max_bytes)
 
     async def chat_leave(self, session_id: str, conn_id: str) -> None:
         session = self._sessions.get(session_id)
@@ -156,7 +158,19 @@ class ChatOps(HostBase):
     ) -> None:
         session = await self.session(session_id)
         for e in session.set_status(conn_id, who, status, self.clock.time()):
-            self.publish(e)
+            # Coalesced per (session, user): at most one every CONFIDE_STATUS_INTERVAL_S,
+            # the latest wins (members see every user's current status, not each change).
+            key = (session_id, who.user)
+            now, delay = self.statuses.offer(key, e, self.clock.monotonic())
+            if now is not None:
+                self.publish(now)
+            elif delay is not None:
+                asyncio.get_running_loop().call_later(delay, self._status_due, key)
+
+    def _status_due(self, key: tuple[str, str]) -> None:
+        event = self.statuses.take(key, self.clock.monotonic())
+        if event is not None:
+            self.publish(event)
 
     async def chat_history(self, session_id: str, req: HistoryRequest) -> History:
         session = await self.session(session_id)
@@ -164,11 +178,11 @@ class ChatOps(HostBase):
         msgs = await asyncio.to_thread(
             self.store.messages_before, session_id, before, req.limit
         )
-        complete = not msgs or msgs[0].offset <= session.first_offset
-        if not msgs and before > session.first_offset:
-            complete = True
-        return History.model_validate(
-            {"messages": [m.frame() for m in msgs], "complete": complete})
+        # The newest of them within the byte budget; when some were left out, `complete`
+        # is false and the client pages on with `before` (PROTOCOL.md, history).
+        frames = newest_within([m.frame() for m in msgs], self.settings.history_max_bytes)
+        complete = not frames or int(frames[0]["offset"]) <= session.first_offset
+        return History.model_validate({"messages": frames, "complete": complete})
 
     async def chat_configure(
         self, session_id: str, who: Principal, fhe: dict[str, Any]

@@ -188,6 +188,16 @@ class HostClient:
         """Fire and forget: the host drops its cached key record."""
         self.actor.fhe_key_deleted.remote(key_id)
 
+    async def conn_acquire(self, user: str, conn_id: str, limit: int) -> bool:
+        """Whether `user` may open one more WebSocket across the cluster (counted if so)."""
+        allowed: bool = await self._wait(self.actor.conn_acquire.remote(user, conn_id, limit))
+        return allowed
+
+    def conn_release(self, user: str, conn_id: str) -> None:
+        """Fire and forget (a closing connection's task may be cancelled at any await);
+        a lost release is undone when the replica's lease runs out (`reap`)."""
+        self.actor.conn_release.remote(user, conn_id)
+
     async def stats(self, timeout: float) -> dict[str, Any]:
         stats: dict[str, Any] = await asyncio.wait_for(
             self._wait(self.actor.stats.remote()), timeout

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from actors.host.chat_ops import ChatOps
+from actors.host.conn_ops import ConnOps
 from actors.host.inbox_ops import InboxOps
 from actors.host.stream_ops import StreamOps
 
 
-class Host(ChatOps, InboxOps, StreamOps):
+class Host(ChatOps, InboxOps, StreamOps, ConnOps):
     """Chat sessions, inboxes and analytics streams of one host actor (see HostBase)."""

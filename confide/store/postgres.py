@@ -13,6 +13,7 @@ from typing import Any
 
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
 from confide.store.pgpool import Conn, PgPool
+from confide.strictjson import loads_stored
 
 _NOTIFICATION_COLUMNS = (
     'id, "user", producer, kind, title, body, data, created_at, expires_at, state, '
@@ -29,14 +30,14 @@ def _message(row: dict[str, Any]) -> StoredMessage:
         id=row["id"],
         sender=row["sender"],
         ts=row["ts"],
-        body=json.loads(row["body"]),
+        body=loads_stored(row["body"]),
         encrypted=bool(row["encrypted"]),
     )
 
 
 def _notification(row: dict[str, Any]) -> NotificationRecord:
     values = dict(row)
-    values["data"] = json.loads(values["data"])
+    values["data"] = loads_stored(values["data"])
     return NotificationRecord(**values)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
 from confide.store.migrations import migrate_sqlite
+from confide.strictjson import loads_stored
 
 _NOTIFICATION_COLUMNS = (
     "id, user, producer, kind, title, body, data, created_at, expires_at, state, "
@@ -27,14 +28,14 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         id=row["id"],
         sender=row["sender"],
         ts=row["ts"],
-        body=json.loads(row["body"]),
+        body=loads_stored(row["body"]),  # old rows may hold Infinity: served as null
         encrypted=bool(row["encrypted"]),
     )
 
 
 def _notification(row: sqlite3.Row) -> NotificationRecord:
     values: dict[str, Any] = dict(row)
-    values["data"] = json.loads(values["data"])
+    values["data"] = loads_stored(values["data"])
     return NotificationRecord(**values)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from actors.directory import Directory
 from actors.ray_errors import unwrap
+from confide import strictjson
 from confide.auth import Principal
 from confide.config import Settings
 from confide.connection import InboundGate, frame_limit
@@ -26,6 +26,7 @@ from confide.errors import CloseCode, CloseConnection, ConfideError
 from confide.metrics import GatewayStats
 from confide.protocol import Endpoint, Error, Frame, Hello, Ping, Pong
 from gateway.fanout import Fanout, Outgoing
+from gateway.inflate import bound_inflation
 
 log = logging.getLogger("confide.pump")
 
@@ -54,6 +55,9 @@ class Pump:
         self.hello = hello
         self.conn_id = conn_id
         self.queue: asyncio.Queue[Any] = asyncio.Queue(ctx.settings.send_queue)
+        #: Bytes of the frames queued and not yet written (the budget is in bytes: one
+        #: frame may be 64 bytes or 8 MiB).
+        self.queued_bytes = 0
         self._last_seen = 0.0
         #: Live events taken from the fan-out, until its flush.
         self._taken: list[Outgoing] = []
@@ -88,21 +92,37 @@ class Pump:
 
     # ------------------------------------------------------------ plumbing
 
+    def set_frame_limit(self, limit: int) -> None:
+        """Frames over `limit` bytes close 1009 (checked while inflating, where possible)."""
+        self.gate.limit = limit
+        bound_inflation(self.ws, limit)
+
     def close_with(self, code: CloseCode | int, reason: str = "") -> None:
         if not self._closing.done():
             self._closing.set_result(CloseConnection(CloseCode(code), reason))
 
     def push(self, item: Any) -> None:
-        """Queue an outbound item; a full queue means a slow consumer (close 4503)."""
+        """Queue an outbound item; a queue over its budget in frames or in bytes means a
+        slow consumer (close 4503). One frame over the byte budget passes an empty queue."""
+        size = _size(item)
+        if self.queued_bytes and self.queued_bytes + size > self.ctx.settings.send_queue_bytes:
+            self._slow()
+            return
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
+            self._slow()
+            return
+        self.queued_bytes += size
+
+    def _slow(self) -> None:
+        if not self._closing.done():
             self.ctx.stats.slow_consumer(self.endpoint)
-            self.close_with(CloseCode.OVERLOADED, "slow consumer")
+        self.close_with(CloseCode.OVERLOADED, "slow consumer")
 
     def push_frame(self, frame: Frame | dict[str, Any]) -> None:
         data = frame.dump() if isinstance(frame, Frame) else frame
-        self.push(json.dumps(data, separators=(",", ":")))
+        self.push(strictjson.dumps(data))
 
     def push_error(self, err: ConfideError) -> None:
         self.ctx.stats.error(self.endpoint, err.code.value)
@@ -114,7 +134,7 @@ class Pump:
 
     async def send_frame(self, frame: Frame | dict[str, Any]) -> None:
         data = frame.dump() if isinstance(frame, Frame) else frame
-        await self.send_text(json.dumps(data, separators=(",", ":")))
+        await self.send_text(strictjson.dumps(data))
 
     def deliver(self, out: Outgoing) -> bool:
         """Take a live event for this connection until the fan-out's `flush`."""
@@ -249,3 +269,13 @@ class Pump:
                 await self.render(item)
             finally:
                 self._writing = False
+                self.queued_bytes -= _size(item)
+
+
+def _size(item: Any) -> int:
+    """Bytes an outbound item holds: its frame's text (ASCII JSON: one byte a character)."""
+    if isinstance(item, str):
+        return len(item)
+    if isinstance(item, Outgoing):
+        return len(item.text)
+    return 0

@@ -50,7 +50,7 @@ class ChatPump(Pump):
         w = joined.welcome
         if joined.large_frames:
             # Sessions with encrypted insights carry ciphertexts (~1 MB) in message bodies.
-            self.gate.limit = frame_limit(self.ctx.settings, "chat", large=True)
+            self.set_frame_limit(frame_limit(self.ctx.settings, "chat", large=True))
         await self.send_frame(
             ChatWelcome(user=self.who.user, role=self.who.role,
                     heartbeat_s=self.ctx.settings.heartbeat_s, **w)
@@ -139,7 +139,7 @@ class ChatPump(Pump):
         elif isinstance(item, Outgoing):
             event = item.event
             if event.control == "large_frames":  # the session's set-up changed
-                self.gate.limit = frame_limit(self.ctx.settings, "chat", large=True)
+                self.set_frame_limit(frame_limit(self.ctx.settings, "chat", large=True))
                 return
             if event.close_code is not None:  # e.g. `ended`: the frame, then the close
                 await self.send_text(item.text)

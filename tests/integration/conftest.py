@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import ray
 from ray import serve
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake
 
 from actors.directory import kill_hosts
 from confide.auth import mint_token
@@ -72,11 +76,40 @@ class Server:
         from serve_app import build_app
 
         serve.run(build_app(self.settings), name="confide", route_prefix="/")
+        wait_for_websockets(self.port)
 
     def stop(self) -> None:
         """The whole server goes away: gateway replicas and host actors."""
         serve.delete("confide")
         kill_hosts(self.settings)
+
+
+def wait_for_websockets(port: int, timeout: float = 60.0) -> None:
+    """Serve reports the app running before HAProxy routes to its replica: meanwhile
+    HAProxy's fallback (Serve's proxy) answers WebSocket upgrades with 500. Wait until an
+    upgrade is accepted."""
+    async def probe() -> None:
+        while True:
+            try:
+                async with connect(f"ws://127.0.0.1:{port}/ws/notifications"):
+                    return
+            except (InvalidHandshake, OSError):
+                await asyncio.sleep(0.2)
+
+    # In a thread of its own: deploy() is also called from async tests (a running loop).
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(probe(), timeout))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

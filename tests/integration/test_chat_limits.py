@@ -27,7 +27,7 @@ def hello(token: str) -> str:
 async def test_handshake_failures(server: Server) -> None:
     s = f"s-{uuid.uuid4().hex[:6]}"
     path = f"/ws/chat/{s}"
-    expired = mint_token(SECRET, "alice", sessions=[s], ttl_s=-10)
+    expired = mint_token(SECRET, "alice", sessions=[s], ttl_s=-120)  # past the 30 s leeway
     forged = mint_token("another-secret-of-sufficient-length!", "alice", sessions=[s])
     assert await close_code_after(server, path, hello(expired)) == 4401
     assert await close_code_after(server, path, hello(forged)) == 4401

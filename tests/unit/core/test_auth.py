@@ -75,7 +75,7 @@ def test_every_protocol_role_accepted(verifier: TokenVerifier, role: str) -> Non
 
 
 def test_expired_token(verifier: TokenVerifier) -> None:
-    err = rejected(verifier, hs({"sub": "alice", "exp": int(time.time()) - 5}))
+    err = rejected(verifier, hs({"sub": "alice", "exp": int(time.time()) - 60}))
     assert err.reason == "token expired"
 
 
@@ -203,7 +203,7 @@ def test_rs256_wrong_key(rsa_key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
 
 def test_rs256_expired(rsa_key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
     v = TokenVerifier(Settings(jwt_public_key=_pem(rsa_key, tmp_path, "rsa.pem")))
-    token = jwt.encode({"sub": "a", "exp": int(time.time()) - 5}, rsa_key, algorithm="RS256")
+    token = jwt.encode({"sub": "a", "exp": int(time.time()) - 60}, rsa_key, algorithm="RS256")
     assert rejected(v, token).reason == "token expired"
 
 
@@ -287,3 +287,38 @@ def test_jwks_file_picks_the_key_by_kid(tmp_path: Path) -> None:
     hs_token = hs(claims())
     for token in (wrong_kid, unknown, no_kid, hs_token):
         rejected(v, token)
+
+
+# ------------------------------------------------------------------ clock skew (leeway)
+
+
+def test_leeway_defaults_to_30_seconds() -> None:
+    assert Settings(jwt_secret=SECRET).jwt_leeway_s == 30.0
+
+
+@pytest.mark.parametrize("skew", [1, 10, 29])
+def test_identity_provider_clock_ahead_within_leeway(verifier: TokenVerifier, skew: int) -> None:
+    """A token minted by a clock `skew` s ahead: iat and nbf are in our future."""
+    now = int(time.time())
+    p = verifier.verify(hs(claims(iat=now + skew, nbf=now + skew)))
+    assert p.user == "alice"
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_clock_ahead_beyond_leeway_refused(verifier: TokenVerifier, claim: str) -> None:
+    rejected(verifier, hs(claims(**{claim: int(time.time()) + 120})))
+
+
+def test_expired_within_leeway_accepted(verifier: TokenVerifier) -> None:
+    exp = int(time.time()) - 10
+    assert verifier.verify(hs({"sub": "alice", "exp": exp})).expires_at == exp
+
+
+def test_leeway_is_configurable() -> None:
+    now = int(time.time())
+    strict = TokenVerifier(Settings(jwt_secret=SECRET, jwt_leeway_s=0))
+    rejected(strict, hs(claims(iat=now + 5)))
+    assert rejected(strict, hs({"sub": "alice", "exp": now - 2})).reason == "token expired"
+    loose = TokenVerifier(Settings(jwt_secret=SECRET, jwt_leeway_s=300))
+    assert loose.verify(hs({"sub": "alice", "exp": now - 200})).user == "alice"
+    assert loose.verify(hs(claims(nbf=now + 200))).user == "alice"

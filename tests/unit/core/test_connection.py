@@ -171,10 +171,10 @@ def test_size_checked_before_parsing_and_rate(principal: Callable[..., Principal
 
 
 def test_expired_token_mid_connection(principal: Callable[..., Principal]) -> None:
-    g = gate(principal(expires_at=100.0))
-    assert isinstance(g.check(PING, 99.9), Ping)
+    g = gate(principal(expires_at=100.0))  # the default leeway: 30 s
+    assert isinstance(g.check(PING, 129.9), Ping)
     with pytest.raises(Unauthorized) as err:
-        g.check(PING, 100.0)
+        g.check(PING, 130.0)
     assert err.value.close_code == 4401
     assert err.value.reason == "token expired"
 
@@ -240,3 +240,12 @@ def test_gate_defaults_allow_the_protocol_burst(principal: Callable[..., Princip
         g2.check(PING, now)
     with pytest.raises(RateLimited):
         g.check(PING, 0.0)
+
+
+def test_expiry_mid_connection_uses_the_configured_leeway(
+    principal: Callable[..., Principal],
+) -> None:
+    g = gate(principal(expires_at=100.0), jwt_leeway_s=0)
+    assert isinstance(g.check(PING, 99.9), Ping)
+    with pytest.raises(Unauthorized):
+        g.check(PING, 100.0)

@@ -19,6 +19,7 @@ from confide.protocol import (
     Error,
     HistoryRequest,
     ListRequest,
+    Metrics,
     NotificationAck,
     Ping,
     Pong,
@@ -438,3 +439,23 @@ def test_non_json_constants_are_refused(constant: str) -> None:
     text = '{"type":"message","id":"a","body":{"v":' + constant + '}}'
     with pytest.raises(InvalidMessage):
         parse_client_frame(text, "chat")
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1" + "0" * 400])
+def test_numbers_that_overflow_a_double_are_refused(number: str) -> None:
+    for endpoint, text in [
+        ("chat", '{"type":"message","id":"a","body":{"v":' + number + '}}'),
+        ("chat", '{"type":"history","limit":' + number + '}'),
+        ("chat", '{"type":"ping","id":' + number + '}'),
+        ("analytics", '{"type":"subscribe","stream":"system","x":' + number + '}'),
+        ("notifications", '{"type":"list","limit":50,"x":[' + number + ']}'),
+    ]:
+        with pytest.raises(InvalidMessage):
+            parse_client_frame(text, endpoint)  # type: ignore[arg-type]
+    assert parse_hello('{"type":"hello","token":"t","x":' + number + '}') is None
+
+
+def test_server_frames_are_strict_json() -> None:
+    frame = Metrics(stream="system", ts=1.0, data={"p99": float("nan"), "n": 1})
+    assert json.loads(frame.to_json(), parse_constant=lambda c: pytest.fail(c)) == {
+        "type": "metrics", "stream": "system", "ts": 1.0, "data": {"p99": None, "n": 1}}

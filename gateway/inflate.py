@@ -1,0 +1,45 @@
+"""Bounded inflation of compressed WebSocket frames (PROTOCOL 1.1, "Bodies over the limit").
+
+Serve's direct ingress runs uvicorn with its defaults: permessage-deflate on and a 16 MiB
+message limit, which its WebSocket protocol (the `websockets` sans-I/O `ServerProtocol`)
+applies *while* inflating. Serve offers no way to pass uvicorn options, so each
+connection lowers that protocol's limit to its endpoint's frame limit before the upgrade
+is accepted: a compressed frame that inflates past it is closed 1009 by the decompressor
+itself, which stops at the limit instead of inflating the rest.
+
+The protocol object is reached through the ASGI `receive` callables (Serve's receive
+proxy wraps uvicorn's bound `asgi_receive`). When that chain is not there (another ASGI
+server, a Serve upgrade), nothing is changed and the gateway's own size check after
+inflation still closes 1009; `bound_inflation` returns False so the caller can log it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+_MAX_HOPS = 6
+
+
+def _protocol(ws: WebSocket) -> Any:
+    """The `websockets` protocol under this ASGI connection, or None."""
+    obj: Any = getattr(ws, "_receive", None)
+    for _ in range(_MAX_HOPS):
+        if obj is None:
+            return None
+        conn = getattr(obj, "conn", None)
+        if conn is not None and hasattr(conn, "max_message_size"):
+            return conn
+        inner = getattr(obj, "__self__", None)  # a bound method: its object
+        obj = inner if inner is not None else getattr(obj, "_receive", None)
+    return None
+
+
+def bound_inflation(ws: WebSocket, limit: int) -> bool:
+    """Make frames over `limit` bytes (after inflation) fail while inflating: close 1009."""
+    conn = _protocol(ws)
+    if conn is None:
+        return False
+    conn.max_message_size = limit
+    return True
