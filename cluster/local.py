@@ -5,6 +5,9 @@
     python cluster/local.py kill-node 1     # `make cluster-kill-node NODE=1`
     python cluster/local.py where           # JSON: nodes, and the node of every host actor
     python cluster/local.py kill-host 0     # kill host actor 0 (Ray restarts it)
+    python cluster/local.py kill-replica Gateway   # kill one replica (Serve replaces it)
+    python cluster/local.py deploy [REVISION]      # apply serve.yaml again (rolling)
+    python cluster/local.py restart-postgres
 
 `up` starts PostgreSQL (scripts/postgres.sh, data under CONFIDE_DATA_DIR/postgres) when
 the store supports it, else SQLite under CONFIDE_DATA_DIR; then a head and two worker
@@ -200,10 +203,15 @@ def healthy(port: int) -> bool:
         return bool(r.status == 200)
 
 
-def deploy(state: dict[str, Any], timeout: float = 600) -> None:
+def deploy(state: dict[str, Any], timeout: float = 600, revision: str | None = None) -> None:
+    """Apply cluster/serve.yaml; a new `revision` changes the config (a rolling redeploy:
+    Serve replaces every replica, new ones first)."""
     settings = Settings()
+    config = deploy_config(settings)
+    if revision is not None:
+        config["applications"][0]["runtime_env"]["env_vars"]["CLUSTER_REVISION"] = revision
     path = data_dir() / "cluster" / "serve.deploy.yaml"
-    path.write_text(yaml.safe_dump(deploy_config(settings), sort_keys=False))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     # `serve run CONFIG --non-blocking` applies the config like `serve deploy`, through
     # the GCS instead of the dashboard (no dashboard here: it costs a core at start).
     subprocess.run([SERVE, "run", str(path), "--non-blocking", "--address", state["gcs"]],
@@ -340,6 +348,33 @@ def kill_host(index: int) -> None:
     subprocess.run([sys.executable, "-c", code], env=client_env(state), check=True, timeout=120)
 
 
+def kill_replica(deployment: str) -> None:
+    """Kill one Serve replica of `deployment` (Serve starts a replacement)."""
+    state = load_state()
+    code = f"""
+import ray
+from ray._private import state
+ray.init(logging_level="ERROR")
+[name] = sorted(a["Name"] for a in state.actors().values() if a["State"] == "ALIVE"
+                and a["Name"].startswith("SERVE_REPLICA::confide#{deployment}#"))[:1]
+ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+print(name)
+"""
+    subprocess.run([sys.executable, "-c", code], env=client_env(state), check=True, timeout=120)
+
+
+def restart_postgres() -> None:
+    """Stop PostgreSQL and start it again on the same data and port."""
+    state = load_state()
+    pg = state.get("postgres")
+    if not pg:
+        raise SystemExit("this cluster runs without PostgreSQL")
+    script = str(ROOT / "scripts" / "postgres.sh")
+    subprocess.run(["bash", script, "stop", pg["dir"]], check=True, timeout=120)
+    subprocess.run(["bash", script, "start", pg["dir"], str(pg["port"])], check=True,
+                   timeout=300, capture_output=True)
+
+
 def main(argv: list[str]) -> None:
     command = argv[0] if argv else "help"
     if command == "up":
@@ -349,7 +384,11 @@ def main(argv: list[str]) -> None:
     elif command == "kill-node":
         kill_node(int(argv[1]))
     elif command == "deploy":
-        deploy(load_state())
+        deploy(load_state(), revision=argv[1] if len(argv) > 1 else None)
+    elif command == "kill-replica":
+        kill_replica(argv[1])
+    elif command == "restart-postgres":
+        restart_postgres()
     elif command == "where":
         print(json.dumps(where()), flush=True)
     elif command == "kill-host":

@@ -10,6 +10,7 @@ reached it) within the bound; and returns the figures.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import statistics
@@ -32,6 +33,12 @@ LOCAL = ROOT / "cluster" / "local.py"
 
 #: Every client must have resumed within this many seconds of the disruption (issue 7).
 RESUME_BOUND_S = 10.0
+
+
+def store_supports_postgres() -> bool:
+    """The cluster runs on PostgreSQL (scripts/postgres.sh and the store are there)."""
+    return (ROOT / "scripts" / "postgres.sh").exists() and (
+        importlib.util.find_spec("confide.store.postgres") is not None)
 
 
 @dataclass
@@ -156,7 +163,7 @@ class Traffic:
                    "Idempotency-Key": key}
         body = {"user": user, "kind": "drill", "title": f"n{n}", "body": "x",
                 "data": {"n": n, "t": time.time()}}
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 900  # a full cluster restart takes minutes here
         while time.monotonic() < deadline:
             try:
                 r = await client.post("/api/notifications", json=body, headers=headers)
@@ -180,8 +187,25 @@ class Traffic:
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out: {what}")
+                raise AssertionError(f"timed out: {what}\n{await self.diagnosis()}")
             await asyncio.sleep(0.2)
+
+    async def diagnosis(self) -> str:
+        """The clients' states, and the server's state of every missing notification."""
+        lines = [f"chat {c.state} pending={len(c.pending)} last={c.last_offset}"
+                 for c in self.chats]
+        headers = {"Authorization": f"Bearer {self.cluster.token('drill', 'service')}"}
+        async with httpx.AsyncClient(base_url=self.cluster.http, timeout=30) as client:
+            for user, inbox, seen in zip(self.users, self.inboxes, self.inbox_seen,
+                                         strict=True):
+                missing = {i for i, u in self.accepted.items() if u == user} - set(seen.ids())
+                states = []
+                for nid in sorted(missing)[:5]:
+                    r = await client.get(f"/api/notifications/{nid}", headers=headers)
+                    states.append(r.json())
+                lines.append(f"inbox {user} {inbox.state} welcomes={seen.welcomes} "
+                             f"missing={len(missing)} {states}")
+        return "\n".join(lines)
 
     async def finish(self, t0: float, settle_s: float = 120) -> dict[str, Any]:
         """Stop sending, wait for every ack and delivery, check, close; the figures."""
@@ -192,7 +216,11 @@ class Traffic:
                          or time.time() - t0 > 3 * RESUME_BOUND_S, 120)
         self._stop.set()
         await asyncio.gather(*self._tasks)
-        acked = {mid: await chat.wait_acked(mid, timeout=settle_s) for chat, mid in self.sent}
+        try:
+            acked = {mid: await chat.wait_acked(mid, timeout=settle_s)
+                     for chat, mid in self.sent}
+        except asyncio.TimeoutError:
+            raise AssertionError(f"a message was never acked\n{await self.diagnosis()}") from None
         n = len(acked)
         await self.until("every acknowledged message reached every chat client",
                          lambda: all(set(acked) <= set(s.ids()) for s in self.chat_seen),
@@ -224,15 +252,19 @@ class Traffic:
 
 
 async def drill(cluster: LocalCluster, name: str, session: str, users: list[str],
-                disrupt: Callable[[], Awaitable[None]], warmup_s: float = 3.0
+                disrupt: Callable[[], Awaitable[float | None]], warmup_s: float = 3.0
                 ) -> dict[str, Any]:
-    """Traffic, then `disrupt()` (its start is the disruption time), then the checks."""
+    """Traffic, then `disrupt()`, then the checks. Resume times count from the start of
+    the disruption, or from the time `disrupt()` returns (when the service is back after
+    a planned outage: a full cluster restart)."""
     traffic = Traffic(cluster, session, users)
     await traffic.start()
     await asyncio.sleep(warmup_s)
     t0 = time.time()
-    await disrupt()
-    figures = {"drill": name} | await traffic.finish(t0)
+    back = await disrupt()
+    figures = {"drill": name} | await traffic.finish(back or t0)
+    if back:
+        figures["outage_s"] = round(back - t0, 1)
     report = os.environ.get("CONFIDE_DRILL_REPORT")
     if report:
         with open(report, "a") as f:
