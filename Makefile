@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck unit integration bench clean
+.PHONY: cluster-up cluster-down cluster-kill-node
 
 install: $(STAMP)
 
@@ -64,3 +65,13 @@ $(WEB_BUILT): $(WEB_MODULES) docs/protocol.schema.json $(shell find web/src web/
 
 web-test: $(WEB_MODULES)
 	cd web && npx vitest run
+
+# A three-node Ray cluster on this machine (cluster/local.py, docs/operations.md).
+cluster-up: install
+	$(PY) cluster/local.py up
+
+cluster-down: install
+	$(PY) cluster/local.py down
+
+cluster-kill-node: install
+	$(PY) cluster/local.py kill-node $(NODE)

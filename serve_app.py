@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.fhe_worker import FheWorker, call_worker, fhe_worker_options
 from confide import strictjson
-from confide.config import Settings
+from confide.config import Settings, actor_config, settings_from_actor_config
 from confide.errors import CloseConnection, ConfideError, InvalidMessage
 from confide.inbox import NotificationRequest, check_producer
 from fhe.models import MODELS, LinearModel
@@ -93,7 +93,7 @@ class SessionFheConfig(BaseModel):
 @serve.ingress(api)
 class Gateway:
     def __init__(self, settings: dict[str, Any], fhe: DeploymentHandle[Any]) -> None:
-        self.core = GatewayReplica(Settings(**settings))
+        self.core = GatewayReplica(settings_from_actor_config(settings))
         body_limits.configure(self.core.settings)
         self.fhe = fhe
 
@@ -210,7 +210,7 @@ class Gateway:
 
 def build_app(settings: Settings | None = None) -> Application:
     settings = settings or Settings()
-    config = settings.model_dump(mode="json")
+    config = actor_config(settings)  # no secrets in actor arguments
     workers = FheWorker.options(**fhe_worker_options(settings)).bind(config)  # type: ignore[attr-defined]
     return Gateway.options(  # type: ignore[attr-defined,no-any-return]
         max_ongoing_requests=settings.connections_per_replica,
@@ -227,7 +227,9 @@ def main() -> None:
     Runs in the foreground; Ctrl-C stops Serve and the local Ray with every process it
     started (the detached host actors too). Data stays under CONFIDE_DATA_DIR.
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray's token authentication on: with no token yet, Ray generates one into
+    # ~/.ray/auth_token (or reads RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH).
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     secret_note = (

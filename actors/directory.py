@@ -6,7 +6,7 @@ import ray
 
 from actors.host import HostActor, HostClient
 from actors.routing import host_index, host_name
-from confide.config import Settings
+from confide.config import Settings, actor_config
 
 __all__ = ["Directory", "host_index", "host_name", "kill_hosts"]
 
@@ -15,13 +15,17 @@ class Directory:
     """Clients of the detached, named host actors; created on first use (get-or-create)."""
 
     def __init__(self, settings: Settings) -> None:
-        config = settings.model_dump(mode="json")
+        config = actor_config(settings)
+        # Soft spread: hosts go to different nodes while there are nodes to go to. A host
+        # on a node that dies is restarted elsewhere (max_restarts=-1) and reloads its
+        # entities from the store on first use.
         self.hosts: list[HostClient] = [
             HostClient(HostActor.options(  # type: ignore[attr-defined]
                 name=host_name(k),
                 namespace=settings.ray_namespace,
                 lifetime="detached",
                 get_if_exists=True,
+                scheduling_strategy="SPREAD",
             ).remote(config, k))
             for k in range(settings.hosts)
         ]

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from ray import serve
 
 from confide.auth import Principal
-from confide.config import Settings
+from confide.config import Settings, settings_from_actor_config
 from confide.errors import (
     ConfideError,
     Conflict,
@@ -229,7 +229,7 @@ class FheWorker:
     `fhe_worker_options`, batch sizes from the settings."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        self.settings = Settings(**settings)
+        self.settings = settings_from_actor_config(settings)
         self.core = FheWorkerCore(self.settings)
         self.fold.set_max_batch_size(self.settings.fhe_max_batch)  # type: ignore[attr-defined]
         self.fold.set_batch_wait_timeout_s(self.settings.fhe_batch_wait_s)  # type: ignore[attr-defined]
@@ -296,8 +296,12 @@ def fhe_worker_options(settings: Settings) -> dict[str, Any]:
         "num_cpus": settings.fhe_worker_cpus,
         "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(settings.fhe_omp_threads)}},
     }
-    if _cuda_present():
-        actor["num_gpus"] = 0.5
+    # Placement comes from the settings (or cluster/serve.yaml), never from detection:
+    # `serve run`/`serve deploy` import the app before Ray is even connected.
+    if settings.fhe_worker_gpus:
+        actor["num_gpus"] = settings.fhe_worker_gpus
+    if settings.fhe_worker_resources:
+        actor["resources"] = dict(settings.fhe_worker_resources)
     return {
         "ray_actor_options": actor,
         "max_ongoing_requests": settings.fhe_max_batch * 2,
@@ -313,17 +317,6 @@ def fhe_worker_options(settings: Settings) -> dict[str, Any]:
             "look_back_period_s": 2.0,
         },
     }
-
-
-def _cuda_present() -> bool:
-    """A GPU for the workers: Ray sees one in the cluster."""
-    import ray
-
-    try:
-        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        return bool(ray.is_initialized() and resources.get("GPU", 0) > 0)
-    except Exception:  # noqa: BLE001 - no cluster to ask: assume none
-        return False
 
 
 async def call_worker(handle: Any, method: str, *args: Any, attempts: int = 3) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +83,14 @@ class Settings(BaseSettings):
     fhe_flush_s: float = Field(default=0.2, gt=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: A file holding the HS256 secret (a mounted Kubernetes Secret); used when
+    #: `jwt_secret` is unset, before the dev secret.
+    jwt_secret_file: Path | None = None
+    #: GPUs each FHE worker reserves (0.5: two workers share one). Placement is decided
+    #: here (or in cluster/serve.yaml), never by looking for a GPU at import time.
+    fhe_worker_gpus: float = Field(default=0.0, ge=0)
+    #: Custom Ray resources each FHE worker asks for, e.g. `{"fhe": 1}` (JSON in the env).
+    fhe_worker_resources: dict[str, float] = Field(default_factory=dict)
 
     # -- wire limits (issue 9; docs/operations.md, "Limits and budgets")
     #: REST request bodies (notifications, session config): 413 `too_large` beyond.
@@ -108,6 +118,8 @@ class Settings(BaseSettings):
         """
         if self.jwt_secret:
             return self.jwt_secret
+        if self.jwt_secret_file is not None:
+            return self.jwt_secret_file.read_text().strip()
         path = self.data_dir / DEV_SECRET_FILE
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -122,3 +134,41 @@ class Settings(BaseSettings):
             finally:
                 tmp.unlink()
         return path.read_text().strip()
+
+
+#: What replaces a password in a store URL handed to actors.
+REDACTED = "__from_env__"
+
+
+def _redact_store(url: str) -> str:
+    """`url` with its password (if any) replaced by `REDACTED`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:{REDACTED}@{parts.netloc.rsplit('@', 1)[1]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def actor_config(settings: Settings) -> dict[str, Any]:
+    """The settings as actor/replica arguments, without secrets.
+
+    Arguments of Ray actors and Serve deployments are stored in the GCS and shown by
+    Ray's state API and dashboard, so secrets never travel there: the JWT secret and a
+    store password are read by each actor from its own environment (`CONFIDE_JWT_SECRET`,
+    `CONFIDE_STORE`, set on every Ray node) or secret file (`CONFIDE_JWT_SECRET_FILE`).
+    """
+    config = settings.model_dump(mode="json", exclude={"jwt_secret"})
+    config["store"] = _redact_store(settings.store)
+    return config
+
+
+def settings_from_actor_config(config: dict[str, Any]) -> Settings:
+    """Rebuild `actor_config`'s settings in an actor, the secrets from its environment."""
+    store = str(config.get("store", ""))
+    if REDACTED in store:
+        env = os.environ.get("CONFIDE_STORE", "")
+        if _redact_store(env) != store:
+            raise RuntimeError("CONFIDE_STORE (with its password) must be set on every Ray node")
+        config = config | {"store": env}
+    # jwt_secret is absent: pydantic-settings reads CONFIDE_JWT_SECRET from the environment
+    return Settings(**config)

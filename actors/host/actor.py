@@ -26,7 +26,7 @@ from actors.host.messages import (
 from actors.routing import host_name
 from confide.analytics import StreamRef
 from confide.auth import Principal
-from confide.config import Settings
+from confide.config import settings_from_actor_config
 from confide.errors import CloseConnection, ConfideError
 from confide.inbox import NotificationRequest
 from confide.protocol import History, HistoryRequest, Notifications, Status
@@ -68,7 +68,7 @@ class _Peers:
 class HostActor:
     def __init__(self, settings: dict[str, Any], index: int) -> None:
         logging.basicConfig(level=logging.INFO)
-        config = Settings(**settings)
+        config = settings_from_actor_config(settings)
         self._host = Host(config, index, peers=_Peers(config.ray_namespace))
 
     @_logged

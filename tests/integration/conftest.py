@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import threading
@@ -15,7 +16,10 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray's token authentication is on, as in every launch path, with a throwaway token per
+# test session (Ray reads RAY_AUTH_TOKEN first; every process of this Ray inherits it).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -30,6 +34,8 @@ from confide.config import Settings
 from gateway.serve_mode import apply, runtime_dir, serve_env
 
 SECRET = "integration-test-secret-0123456789abcdef"
+# Actors read the JWT secret from their environment, never from their arguments.
+os.environ["CONFIDE_JWT_SECRET"] = SECRET
 
 
 def free_port() -> int:

@@ -1,0 +1,139 @@
+"""Failure drills on a local three-node cluster (`make cluster-up`'s cluster/local.py),
+each with chat clients and notification inboxes busy throughout (tests/integration/drills.py):
+after each, no acknowledged message or accepted notification is lost, no client shows a
+duplicate and every client has resumed within 10 s. The figures are printed (`-s`) and
+appended to $CONFIDE_DRILL_REPORT when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from actors.routing import host_index
+from gateway.serve_mode import free_port
+from tests.integration.conftest import SECRET
+from tests.integration.drills import LocalCluster, drill, store_supports_postgres
+
+pytestmark = pytest.mark.drill
+HOSTS = 3  # CONFIDE_HOSTS in cluster/serve.yaml
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path_factory.mktemp("cluster"), free_port(), SECRET)
+    try:
+        c.run("up")
+        yield c
+    finally:
+        c.run("down", timeout=300)
+
+
+def entity_on(cluster: LocalCluster, prefix: str, node: str | None = None,
+              count: int = 1) -> tuple[list[str], str]:
+    """`count` ids whose host is one host on `node` (any node but the head when None)."""
+    hosts = cluster.where()["hosts"]
+    names = [h for h, n in sorted(hosts.items()) if (n == node if node else n != "head")]
+    assert names, f"no host actor on {node}: {hosts}"
+    target = int(names[0].rsplit("-", 1)[1])
+    found: list[str] = []
+    while len(found) < count:
+        candidate = f"{prefix}{uuid.uuid4().hex[:8]}"
+        kind = "chat:" if prefix.startswith("s-") else "inbox:"
+        if host_index(kind + candidate, HOSTS) == target:
+            found.append(candidate)
+    return found, names[0]
+
+
+async def test_host_actor_killed(cluster: LocalCluster) -> None:
+    [session], host = entity_on(cluster, "s-")
+    users, _ = entity_on(cluster, "u-", cluster.where()["hosts"][host], count=2)
+    index = host.rsplit("-", 1)[1]
+
+    async def disrupt() -> None:
+        await asyncio.to_thread(cluster.run, "kill-host", index)
+
+    figures = await drill(cluster, "host actor killed", session, users, disrupt)
+    assert figures["messages"] > 0 and figures["notifications"] > 0
+    assert host in cluster.where()["hosts"]  # restarted
+
+
+async def test_gateway_replica_killed(cluster: LocalCluster) -> None:
+    """One of the two gateway replicas dies: its clients reconnect through HAProxy to the
+    other (or the replacement) and resume."""
+    [session], _ = entity_on(cluster, "s-")
+    users, _ = entity_on(cluster, "u-", count=2)
+
+    async def disrupt() -> None:
+        await asyncio.to_thread(cluster.run, "kill-replica", "Gateway")
+
+    figures = await drill(cluster, "gateway replica killed", session, users, disrupt)
+    assert figures["messages"] > 0 and figures["notifications"] > 0
+
+
+async def test_rolling_redeploy(cluster: LocalCluster) -> None:
+    """`serve deploy` of a changed config replaces every replica while clients chat."""
+    [session], _ = entity_on(cluster, "s-")
+    users, _ = entity_on(cluster, "u-", count=2)
+    before = set(cluster.where()["replicas"])
+
+    async def disrupt() -> None:
+        await asyncio.to_thread(cluster.run, "deploy", uuid.uuid4().hex[:8])
+
+    figures = await drill(cluster, "rolling redeploy", session, users, disrupt)
+    assert figures["messages"] > 0 and figures["notifications"] > 0
+    assert not before & set(cluster.where()["replicas"])  # every replica was replaced
+
+
+async def test_postgres_restarted(cluster: LocalCluster) -> None:
+    """PostgreSQL stops and starts again under load: the store's pool reconnects."""
+    if not store_supports_postgres():
+        pytest.skip("this branch has no PostgreSQL store (cluster runs on SQLite)")
+    [session], _ = entity_on(cluster, "s-")
+    users, _ = entity_on(cluster, "u-", count=2)
+
+    async def disrupt() -> None:
+        await asyncio.to_thread(cluster.run, "restart-postgres")
+
+    figures = await drill(cluster, "PostgreSQL restarted", session, users, disrupt)
+    assert figures["messages"] > 0 and figures["notifications"] > 0
+
+
+async def test_worker_node_killed(cluster: LocalCluster) -> None:
+    """A worker node dies (SIGKILL of its raylet and every process on it) mid-chat: its
+    host actor comes back on a live node and reloads its entities from the store."""
+    placed = set(cluster.where()["hosts"].values())
+    node = "worker-1" if "worker-1" in placed else "worker-2"
+    [session], host = entity_on(cluster, "s-", node)
+    users, _ = entity_on(cluster, "u-", node, count=2)
+
+    async def disrupt() -> None:
+        await asyncio.to_thread(cluster.run, "kill-node", node[-1])
+
+    figures = await drill(cluster, f"worker node killed ({node})", session, users, disrupt)
+    assert figures["messages"] > 0 and figures["notifications"] > 0
+    where = cluster.where()
+    assert node not in where["nodes"]
+    assert where["hosts"][host] in set(where["nodes"]) - {node}
+    assert len(where["hosts"]) == HOSTS
+
+
+async def test_full_cluster_restart(cluster: LocalCluster) -> None:
+    """Everything stops (`make cluster-down`) and starts again on the same data; clients
+    keep retrying, then resume where they were. Resume times count from when /healthz is
+    ready again; the outage is reported apart."""
+    [session], _ = entity_on(cluster, "s-")
+    users, _ = entity_on(cluster, "u-", count=2)
+
+    async def disrupt() -> float:
+        await asyncio.to_thread(cluster.run, "down")
+        await asyncio.to_thread(cluster.run, "up")
+        return time.time()
+
+    figures = await drill(cluster, "full cluster restart", session, users, disrupt)
+    assert figures["messages"] > 0 and figures["notifications"] > 0
+    assert len(cluster.where()["nodes"]) == 3
