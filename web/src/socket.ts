@@ -85,6 +85,7 @@ export class ConfideSocket {
   private historyWaiters: Array<{ resolve: (f: P.History) => void; reject: (e: Error) => void }> =
     [];
   private key: Promise<SealingKey | null> | null = null;
+  private keySource: SessionKey | undefined;
   private readonly listeners: { [K in keyof SocketEvents]: Set<Listener<K>> } = {
     message: new Set(),
     status: new Set(),
@@ -502,9 +503,11 @@ export class ConfideSocket {
 
   // ---------------------------------------------------------------- encryption
 
+  /** The imported `sessionKey`, imported again when the option changes (the hook's getter). */
   private sealingKey(): Promise<SealingKey | null> {
-    if (this.key === null) {
-      const source = this.options.sessionKey;
+    const source = this.options.sessionKey;
+    if (this.key === null || source !== this.keySource) {
+      this.keySource = source;
       this.key = source === undefined ? Promise.resolve(null) : importSessionKey(source);
     }
     return this.key;
