@@ -6,6 +6,9 @@ Needs `make install` (node_modules and web/dist) and /usr/bin/chromium (.ci/run 
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from confide.client import ChatClient
+from confide.client.sealed import open_body
 from tests.integration.conftest import Server, make_settings
 
 pytestmark = pytest.mark.integration
@@ -73,12 +78,12 @@ def test_the_gateway_serves_the_client_and_the_demo_page(web_server: Server) -> 
         assert minted.status_code == 403
 
 
-def _run(server: Server, scenario: str, tmp_path: Path, **env: str) -> None:
+def _run(server: Server, scenario: str, tmp_path: Path, session: str = "", **env: str) -> None:
     node = shutil.which("node")
     assert node is not None, "node is not installed (.ci/run installs it)"
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
     assert (WEB / "node_modules" / "playwright-core").is_dir(), "npm packages missing: make install"
-    session = f"web-{uuid.uuid4().hex[:8]}"
+    session = session or f"web-{uuid.uuid4().hex[:8]}"
     run_env = {
         **os.environ,
         "CONFIDE_HTTP": server.http,
@@ -97,8 +102,25 @@ def _run(server: Server, scenario: str, tmp_path: Path, **env: str) -> None:
     assert f"e2e {scenario}: ok" in done.stdout
 
 
-def test_two_pages_chat(web_server: Server, tmp_path: Path) -> None:
-    _run(web_server, "chat", tmp_path)
+async def test_two_pages_chat_end_to_end_encrypted(web_server: Server, tmp_path: Path) -> None:
+    """The pages seal their messages; the server stores only ciphertext, and the Python SDK
+    opens what the browsers sealed (the same format both ways)."""
+    key, session = os.urandom(32), f"web-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(_run, web_server, "chat", tmp_path, session,
+                            CONFIDE_SESSION_KEY=base64.b64encode(key).decode())
+    reader = ChatClient(web_server.ws(f"/ws/chat/{session}"),
+                        web_server.token("carol", sessions=[session]))
+    await reader.connect(timeout=30)
+    try:
+        history = await reader.request_history(timeout=30)
+    finally:
+        await reader.disconnect()
+    stored = history["messages"]
+    assert [m["encrypted"] for m in stored] == [True, True]
+    assert all(set(m["body"]) == {"ciphertext", "alg", "key_id"} for m in stored)
+    assert "alice" not in json.dumps([m["body"] for m in stored])
+    texts = [open_body(key, session, m["body"])["text"] for m in stored]
+    assert texts == ["hello from alice", "hi alice, bob here"]
 
 
 def test_a_page_offline_sees_every_message_once_in_order(

@@ -64,12 +64,12 @@ function SignIn({ onJoin }: { onJoin: (j: Joined) => void }) {
       <label>Session</label>
       <input data-testid="session" value={sessionId} onChange={(e) => setSessionId(e.target.value)} />
       <label>
-        <input type="checkbox" style={{ width: "auto" }} checked={encrypted}
+        <input type="checkbox" data-testid="encrypted" style={{ width: "auto" }} checked={encrypted}
           onChange={(e) => setEncrypted(e.target.checked)} /> end-to-end encrypted
       </label>
       {encrypted && (
         <div className="row">
-          <input placeholder="session key (base64, 32 bytes)" value={sessionKey}
+          <input data-testid="session-key" placeholder="session key (base64, 32 bytes)" value={sessionKey}
             onChange={(e) => setSessionKey(e.target.value.trim())} />
           <button className="small" onClick={() => setSessionKey(generateSessionKey())}>new</button>
         </div>

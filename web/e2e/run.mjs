@@ -4,6 +4,7 @@
 //   CONFIDE_TOKEN_ALICE, CONFIDE_TOKEN_BOB   chat tokens (alice: therapist)
 //   CONFIDE_TOKEN_SERVICE                    for POST /api/notifications
 //   CONFIDE_SESSION                          a fresh session id
+//   CONFIDE_SESSION_KEY                      the `chat` scenario's end-to-end key (base64)
 //   CONFIDE_SCREENSHOT                       where the `chart` scenario saves the page (optional)
 // One browser at a time, closed at the end; exits non-zero with the failed check's message.
 import assert from "node:assert/strict";
@@ -18,7 +19,7 @@ const HTTP = env("CONFIDE_HTTP");
 const SESSION = env("CONFIDE_SESSION");
 const TIMEOUT = 30_000;
 
-async function join(browser, token) {
+async function join(browser, token, key = undefined) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
@@ -27,6 +28,10 @@ async function join(browser, token) {
   await page.getByTestId("no-dev-tokens").waitFor(); // a configured secret: no minting here
   await page.getByTestId("token").fill(token);
   await page.getByTestId("session").fill(SESSION);
+  if (key) {
+    await page.getByTestId("encrypted").check();
+    await page.getByTestId("session-key").fill(key);
+  }
   await page.getByTestId("join").click();
   await waitStatus(page, "open");
   return { context, page };
@@ -51,10 +56,11 @@ async function messages(page) {
 }
 
 const scenarios = {
-  /** Two pages chat, see each other's presence and typing. */
+  /** Two pages chat end to end encrypted, see each other's presence and typing. */
   async chat(browser) {
-    const alice = await join(browser, env("CONFIDE_TOKEN_ALICE"));
-    const bob = await join(browser, env("CONFIDE_TOKEN_BOB"));
+    const key = env("CONFIDE_SESSION_KEY");
+    const alice = await join(browser, env("CONFIDE_TOKEN_ALICE"), key);
+    const bob = await join(browser, env("CONFIDE_TOKEN_BOB"), key);
     await alice.page.getByTestId("members").filter({ hasText: "bob" }).waitFor();
     await send(alice.page, "hello from alice");
     await shown(bob.page, "hello from alice");

@@ -110,3 +110,20 @@ export async function openBody(
   }
   return body as Record<string, unknown>;
 }
+
+/** The imported session key, imported again when its source changes (the hook's getter). */
+export class Sealer {
+  private imported: Promise<SealingKey | null> | null = null;
+  private source: SessionKey | undefined;
+
+  constructor(private readonly current: () => SessionKey | undefined) {}
+
+  key(): Promise<SealingKey | null> {
+    const source = this.current();
+    if (this.imported === null || source !== this.source) {
+      this.source = source;
+      this.imported = source === undefined ? Promise.resolve(null) : importSessionKey(source);
+    }
+    return this.imported;
+  }
+}

@@ -3,63 +3,38 @@
 // close codes that forbid reconnecting, heartbeat, resume with history catch-up, an outbox
 // that keeps each message until its ack, and each offset delivered once, in order.
 import { backoffDelay, FINAL_CODES, shouldReconnect } from "./backoff.js";
-import { importSessionKey, openBody, sealBody, type SealingKey, type SessionKey } from "./crypto.js";
+import { openBody, sealBody, Sealer } from "./crypto.js";
 import { DeliveryCursor } from "./cursor.js";
 import { ConfideError } from "./errors.js";
+import { fetchRange, HistoryRequests } from "./history.js";
+import { Outbox, type Acked } from "./outbox.js";
 import type * as P from "./protocol.gen.js";
+import type {
+  ChatMessageFrame,
+  CloseInfo,
+  ConfideSocketOptions,
+  ConnectionState,
+  Listener,
+  SocketEvents,
+  TokenSource,
+  UserStatus,
+} from "./types.js";
+
+export type {
+  ChatMessageFrame,
+  CloseInfo,
+  ConfideSocketOptions,
+  ConnectionState,
+  SocketEvents,
+  TokenSource,
+  UserStatus,
+};
 
 export const SUBPROTOCOL = "confide.v1";
 export const CLIENT_NAME = "confide-web/0.1";
 /** Messages fetched per `history` request while catching up. */
 export const CATCH_UP_PAGE = 200;
 const RATE_LIMIT_RETRY_MS = 1000;
-const HISTORY_TIMEOUT_MS = 30_000;
-
-export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
-export type UserStatus = P.StatusUpdate["status"];
-/** A chat message as delivered: `body` is decrypted when the socket is `encrypted`. */
-export type ChatMessageFrame = P.MessageEvent & {
-  /** False when the body is encrypted and could not be opened (an `error` event says why). */
-  decrypted?: boolean;
-};
-export type TokenSource = string | (() => string | Promise<string>);
-
-export interface ConfideSocketOptions {
-  /** The server's WebSocket base, e.g. `ws://host:8000/ws`. */
-  url: string;
-  sessionId: string;
-  onMessage?: (frame: ChatMessageFrame) => void;
-  onStatusChange?: (state: ConnectionState) => void;
-  onError?: (error: ConfideError) => void;
-  /** Encrypt message bodies end to end with `sessionKey` (AES-256-GCM). */
-  encrypted?: boolean;
-  /** A JWT, or a function returning one, called again before each reconnect. */
-  token?: TokenSource;
-  sessionKey?: SessionKey;
-}
-
-export interface CloseInfo {
-  code: number;
-  reason: string;
-  /** Whether the socket reconnects (false: the close is final). */
-  reconnecting: boolean;
-}
-
-export interface SocketEvents {
-  message: ChatMessageFrame;
-  status: ConnectionState;
-  error: ConfideError;
-  close: CloseInfo;
-  /** Every other server frame: welcome, presence, status (typing), ended, insight, ... */
-  frame: P.ServerFrame;
-}
-type Listener<K extends keyof SocketEvents> = (event: SocketEvents[K]) => void;
-
-interface Pending {
-  frame: P.ChatMessage;
-  resolve: (ack: { id: string; offset: number }) => void;
-  reject: (error: ConfideError) => void;
-}
 
 export class ConfideSocket {
   readonly options: ConfideSocketOptions;
@@ -77,14 +52,13 @@ export class ConfideSocket {
   private watchdog: ReturnType<typeof setTimeout> | null = null;
   private heartbeatMs = 25_000;
   private pingId = 0;
-  private readonly outbox = new Map<string, Pending>();
+  private readonly outbox = new Outbox();
   private preparing: Promise<unknown> = Promise.resolve();
   private inbound: Promise<void> = Promise.resolve();
   private catchingUp = false;
   private held: P.MessageEvent[] = [];
-  private historyWaiters: Array<{ resolve: (f: P.History) => void; reject: (e: Error) => void }> =
-    [];
-  private key: Promise<SealingKey | null> | null = null;
+  private readonly historyRequests = new HistoryRequests((frame) => this.send(frame));
+  private readonly sealer = new Sealer(() => this.options.sessionKey);
   private readonly listeners: { [K in keyof SocketEvents]: Set<Listener<K>> } = {
     message: new Set(),
     status: new Set(),
@@ -110,7 +84,7 @@ export class ConfideSocket {
 
   /** Ids of messages sent and not acked yet, oldest first. */
   get pending(): string[] {
-    return [...this.outbox.keys()];
+    return this.outbox.ids;
   }
 
   get chatUrl(): string {
@@ -137,14 +111,14 @@ export class ConfideSocket {
   }
 
   /** Send a chat message; settles with its offset once the server acks it (durable). */
-  sendMessage(body: Record<string, unknown>): Promise<{ id: string; offset: number }> {
+  sendMessage(body: Record<string, unknown>): Promise<Acked> {
     const id = globalThis.crypto.randomUUID();
     const ready = this.preparing.then(() => this.prepare(id, body));
     this.preparing = ready.catch(() => undefined);
     return ready.then(
       (frame) =>
         new Promise((resolve, reject) => {
-          this.outbox.set(id, { frame, resolve, reject });
+          this.outbox.add(frame, resolve, reject);
           if (this._state === "open") this.send(frame);
         }),
     );
@@ -161,7 +135,7 @@ export class ConfideSocket {
     if (this._state !== "open") {
       return Promise.reject(new ConfideError("closed", "not connected"));
     }
-    return this.history(before, limit);
+    return this.historyRequests.request(before, limit);
   }
 
   // ---------------------------------------------------------------- connection
@@ -287,9 +261,8 @@ export class ConfideSocket {
     this.clearTimers();
     if (ws !== null && ws.readyState <= 1) ws.close(1000, "client disconnect");
     const error = new ConfideError("closed", `closed (${code}) before the ack`, { closeCode: code });
-    for (const pending of this.outbox.values()) pending.reject(error);
-    this.outbox.clear();
-    this.failHistory(new ConfideError("closed", "closed"));
+    this.outbox.rejectAll(error);
+    this.historyRequests.failAll(new ConfideError("closed", "closed"));
     this.catchingUp = false;
     this.held = [];
     this.inbound = Promise.resolve();
@@ -306,7 +279,7 @@ export class ConfideSocket {
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
     if (this.watchdog !== null) clearTimeout(this.watchdog);
     this.heartbeat = this.watchdog = null;
-    this.failHistory(new ConfideError("closed", "connection lost"));
+    this.historyRequests.failAll(new ConfideError("closed", "connection lost"));
     this.catchingUp = false; // the next welcome catches up again from the same offset
     this.held = [];
     if (this._state === "open") this.setState("reconnecting");
@@ -343,8 +316,7 @@ export class ConfideSocket {
       case "ack":
         return this.onAck(frame);
       case "history": {
-        const waiter = this.historyWaiters.shift();
-        if (waiter !== undefined) waiter.resolve(frame);
+        this.historyRequests.answer(frame);
         return;
       }
       case "error":
@@ -373,7 +345,7 @@ export class ConfideSocket {
     this.armWatchdog();
     this.setState("open");
     this.emit("frame", welcome);
-    for (const pending of this.outbox.values()) this.send(pending.frame);
+    for (const frame of this.outbox.frames) this.send(frame);
   }
 
   private async take(message: P.MessageEvent): Promise<void> {
@@ -396,7 +368,7 @@ export class ConfideSocket {
     let out: ChatMessageFrame = message;
     if (message.encrypted) {
       try {
-        const body = await openBody(await this.sealingKey(), message.session_id, message.body);
+        const body = await openBody(await this.sealer.key(), message.session_id, message.body);
         out = { ...message, body, decrypted: true };
       } catch (e) {
         const why = e instanceof ConfideError ? e.message : "cannot decrypt";
@@ -411,58 +383,28 @@ export class ConfideSocket {
   }
 
   private onAck(ack: P.Ack): void {
-    const pending = this.outbox.get(ack.id);
-    if (pending === undefined || typeof ack.offset !== "number") return;
-    this.outbox.delete(ack.id);
-    pending.resolve({ id: ack.id, offset: ack.offset });
+    if (typeof ack.offset === "number") this.outbox.acked(ack.id, ack.offset);
   }
 
   private onServerError(error: P.Error): void {
     const id = error.id;
-    const pending = typeof id === "string" ? this.outbox.get(id) : undefined;
     const err = new ConfideError(error.code, error.message, id == null ? {} : { id });
-    if (pending !== undefined && typeof id === "string") {
+    if (this.outbox.has(id)) {
       if (error.code === "rate_limited") {
         const timer = setTimeout(() => {
           this.timers.delete(timer);
-          const still = this.outbox.get(id);
-          if (still !== undefined && this._state === "open") this.send(still.frame);
+          const still = this.outbox.frame(id);
+          if (still !== undefined && this._state === "open") this.send(still);
         }, RATE_LIMIT_RETRY_MS);
         this.timers.add(timer);
         return;
       }
-      this.outbox.delete(id);
-      pending.reject(err);
+      this.outbox.refused(id, err);
     }
     this.reportError(err);
   }
 
   // ---------------------------------------------------------------- catch-up
-
-  private history(before: number | undefined, limit: number): Promise<P.History> {
-    return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject };
-      this.historyWaiters.push(waiter);
-      const frame: P.HistoryRequest = { type: "history", limit };
-      if (before !== undefined) frame.before = before;
-      this.send(frame);
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        const i = this.historyWaiters.indexOf(waiter);
-        if (i >= 0) {
-          this.historyWaiters.splice(i, 1);
-          reject(new ConfideError("timeout", "no history answer"));
-        }
-      }, HISTORY_TIMEOUT_MS);
-      this.timers.add(timer);
-    });
-  }
-
-  private failHistory(error: Error): void {
-    const waiters = this.historyWaiters;
-    this.historyWaiters = [];
-    for (const waiter of waiters) waiter.reject(error);
-  }
 
   private startCatchUp(since: number, upto: number): void {
     this.catchingUp = true;
@@ -472,16 +414,9 @@ export class ConfideSocket {
 
   /** Deliver the retained messages in (since, upto], then those held meanwhile, in order. */
   private async catchUp(since: number, upto: number, generation: number): Promise<void> {
-    const missed: P.MessageEvent[] = [];
+    let missed: P.MessageEvent[];
     try {
-      let before = upto + 1;
-      while (before - 1 > since) {
-        const page = await this.history(before, CATCH_UP_PAGE);
-        missed.push(...page.messages.filter((m) => m.offset > since && m.offset < before));
-        const lowest = Math.min(before, ...page.messages.map((m) => m.offset));
-        if (page.complete || lowest >= before) break;
-        before = lowest;
-      }
+      missed = await fetchRange(this.historyRequests, since, upto, CATCH_UP_PAGE);
     } catch {
       return; // connection lost: the next welcome catches up again from the same offset
     }
@@ -502,17 +437,9 @@ export class ConfideSocket {
 
   // ---------------------------------------------------------------- encryption
 
-  private sealingKey(): Promise<SealingKey | null> {
-    if (this.key === null) {
-      const source = this.options.sessionKey;
-      this.key = source === undefined ? Promise.resolve(null) : importSessionKey(source);
-    }
-    return this.key;
-  }
-
   private async prepare(id: string, body: Record<string, unknown>): Promise<P.ChatMessage> {
     if (!this.options.encrypted) return { type: "message", id, body, encrypted: false };
-    const key = await this.sealingKey();
+    const key = await this.sealer.key();
     if (key === null) {
       const error = new ConfideError("no_session_key", "encrypted needs a sessionKey", { id });
       this.reportError(error);
