@@ -19,8 +19,8 @@ from confide.errors import CloseCode, CloseConnection, Unauthorized
 from confide.metrics import GatewayStats
 from confide.protocol import SUBPROTOCOL, Endpoint, Hello
 from gateway.fanout import Fanout
-from gateway.inflate import bound_inflation
 from gateway.pumps.base import Pump, PumpContext
+from gateway.transport import bound_inflation
 
 log = logging.getLogger("confide.gateway")
 

@@ -26,7 +26,7 @@ from confide.errors import CloseCode, CloseConnection, ConfideError
 from confide.metrics import GatewayStats
 from confide.protocol import Endpoint, Error, Frame, Hello, Ping, Pong
 from gateway.fanout import Fanout, Outgoing
-from gateway.inflate import bound_inflation
+from gateway.transport import bound_inflation, writable
 
 log = logging.getLogger("confide.pump")
 
@@ -69,6 +69,8 @@ class Pump:
         self._closing: asyncio.Future[CloseConnection] = (
             asyncio.get_running_loop().create_future()
         )
+        #: Set while the socket takes a frame without waiting (None: not known here).
+        self._writable = writable(ws)
         self.gate = InboundGate(
             ctx.settings, self.endpoint, who, time.time(),
             frame_limit(ctx.settings, self.endpoint),
@@ -150,7 +152,11 @@ class Pump:
         waiting; the rest goes through the queue and the writer."""
         taken, self._taken = self._taken, []
         for i, out in enumerate(taken):
-            if not self._live or self._writing or not self.queue.empty():
+            if not self._live or self._writing or not self.queue.empty() or (
+                self._writable is not None and not self._writable.is_set()
+            ):
+                # A client that does not read (its socket is full) waits in its own
+                # queue, under its byte budget (4503), never in the fan-out's loop.
                 sent = False
             else:
                 try:

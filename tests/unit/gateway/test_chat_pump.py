@@ -3,6 +3,7 @@ when nothing may be overtaken, through the queue and the writer otherwise."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, cast
 
@@ -107,3 +108,18 @@ async def test_events_for_other_users_are_not_taken() -> None:
     status = {"type": "status", "user": "alice", "status": "typing", "ts": 1.0}
     assert not p.deliver(Outgoing(Event("chat:s1", status, exclude_user="alice"),
                                   json.dumps(status)))
+
+
+async def test_a_socket_that_is_not_writable_gets_live_events_through_its_queue() -> None:
+    """The fan-out never waits for one slow client: its events go to its own queue."""
+    p, ws = pump()
+    p._writable = asyncio.Event()  # uvicorn's flag: the client's socket buffer is full
+    for offset in (1, 2):
+        p.deliver(message(offset))
+    await p.flush()
+    assert ws.sent == [] and offsets([p.queue.get_nowait() for _ in range(2)]) == [1, 2]
+    p.cursor.delivered(2)  # as the writer would have done
+    p._writable.set()
+    p.deliver(message(3))
+    await p.flush()  # writable again (and nothing queued): written at once
+    assert [f["offset"] for f in ws.sent] == [3]
