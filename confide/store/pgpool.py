@@ -21,7 +21,6 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from confide.store.migrations import migrate_postgres
-from confide.store.pgtext import configure
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ class PgPool:
             max_size=max_size,
             open=False,
             check=ConnectionPool.check_connection,
-            configure=configure,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
             # a borrower waits this long for a connection; `run` retries past it
             timeout=min(5.0, retry_s),

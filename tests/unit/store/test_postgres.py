@@ -191,3 +191,13 @@ def test_session_and_upserts_are_idempotent_under_retry(pg: PostgresStore) -> No
     assert (rec.epoch, rec.last_offset) == ("ep2", 0)
     pg.save_aggregate("fhe:x", "k1", 2, b"t")
     assert pg.load_aggregate("fhe:x", "k1") == (2, b"t")
+
+
+def test_nul_in_text_is_refused_and_the_batch_writes_nothing(pg: PostgresStore) -> None:
+    """PostgreSQL's text cannot hold U+0000 (SQLite's can): such a message fails its whole
+    batch, like any failed batch, and the store stays usable (docs/operations.md)."""
+    with pytest.raises(psycopg.DataError):
+        pg.append_messages([message(1), message(2, msg_id="a\u0000b")], 100)
+    assert offsets(pg) == []
+    pg.append_messages([message(1)], 100)
+    assert offsets(pg) == [1]
