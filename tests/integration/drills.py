@@ -264,7 +264,7 @@ async def drill(cluster: LocalCluster, name: str, session: str, users: list[str]
     back = await disrupt()
     figures = {"drill": name} | await traffic.finish(back or t0)
     if back:
-        figures["outage_s"] = round(back - t0, 1)
+        figures["resume_counted_from_s"] = round(back - t0, 1)  # after the disruption began
     report = os.environ.get("CONFIDE_DRILL_REPORT")
     if report:
         with open(report, "a") as f:
