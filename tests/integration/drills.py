@@ -192,8 +192,8 @@ class Traffic:
 
     async def diagnosis(self) -> str:
         """The clients' states, and the server's state of every missing notification."""
-        lines = [f"chat {c.state} pending={len(c.pending)} last={c.last_offset}"
-                 for c in self.chats]
+        lines = [f"chat {c.state} pending={len(c.pending)} last={c.last_offset} "
+                 f"close={c.close_code} {c.close_reason}" for c in self.chats]
         headers = {"Authorization": f"Bearer {self.cluster.token('drill', 'service')}"}
         async with httpx.AsyncClient(base_url=self.cluster.http, timeout=30) as client:
             for user, inbox, seen in zip(self.users, self.inboxes, self.inbox_seen,
@@ -203,7 +203,8 @@ class Traffic:
                 for nid in sorted(missing)[:5]:
                     r = await client.get(f"/api/notifications/{nid}", headers=headers)
                     states.append(r.json())
-                lines.append(f"inbox {user} {inbox.state} welcomes={seen.welcomes} "
+                lines.append(f"inbox {user} {inbox.state} close={inbox.close_code} "
+                             f"{inbox.close_reason} welcomes={seen.welcomes} "
                              f"missing={len(missing)} {states}")
         return "\n".join(lines)
 
