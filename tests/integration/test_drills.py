@@ -8,6 +8,9 @@ appended to $CONFIDE_DRILL_REPORT when set.
 from __future__ import annotations
 
 import asyncio
+import random
+import secrets
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,17 +18,40 @@ from collections.abc import Iterator
 import pytest
 
 from actors.routing import host_index
-from gateway.serve_mode import free_port
-from tests.integration.conftest import SECRET
+from gateway.serve_mode import replica_ports
 from tests.integration.drills import LocalCluster, drill, store_supports_postgres
 
 pytestmark = pytest.mark.drill
 HOSTS = 3  # CONFIDE_HOSTS in cluster/serve.yaml
 
 
+def quiet_port() -> int:
+    """A free port outside the ephemeral range, whose replica port block is free too.
+
+    Other Confides on this machine (test sessions) take ephemeral ports; during a full
+    restart, one of them could take ours and answer our clients (seen here: a foreign
+    welcome with another epoch). Ports below 30000 are never handed out by bind(0)."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 29999)
+        low, high = replica_ports(port)
+        if all(_free(p) for p in [port, *range(low, high + 1)]):
+            return port
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("cluster"), free_port(), SECRET)
+    # a secret of its own: no other Confide on this machine accepts these clients' tokens
+    c = LocalCluster(tmp_path_factory.mktemp("cluster"), quiet_port(), secrets.token_hex(24))
     try:
         c.run("up")
         yield c
