@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck unit integration bench clean
-.PHONY: cluster-up cluster-down cluster-kill-node
+.PHONY: cluster-up cluster-down cluster-kill-node drills
 
 install: $(STAMP)
 
@@ -38,7 +38,7 @@ integration: install
 	$(VENV)/bin/pytest -q tests/integration
 
 test: install lint typecheck
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not drill"
 
 bench: install
 	$(PY) benchmarks/fanout.py
@@ -75,3 +75,7 @@ cluster-down: install
 
 cluster-kill-node: install
 	$(PY) cluster/local.py kill-node $(NODE)
+
+# Failure drills on a local three-node cluster (~11 min on 2 shared cores; not in `test`).
+drills: install
+	$(VENV)/bin/pytest -q -s -m drill tests/integration/test_drills.py

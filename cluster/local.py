@@ -140,6 +140,10 @@ def node_env(state: dict[str, Any], settings: Settings) -> dict[str, str]:
         "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
         "OMP_NUM_THREADS": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # a dead node is declared dead (and its actors restarted elsewhere) after about
+        # 3 s instead of Ray's default of about 15 s
+        "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_failure_threshold": "3",
     })
     if state.get("store"):
         env["CONFIDE_STORE"] = state["store"]
@@ -251,13 +255,21 @@ def up(timeout: float = 600) -> None:
         # 30 s after its `ray start` makes that start fail
         for k, (name, cpus, gpus) in enumerate(WORKERS, start=2):
             resources = json.dumps({f"confide_node_{name}": 1})
-            state["nodes"].append(_start_node(name, [
-                f"--address={state['gcs']}", f"--num-cpus={cpus}", f"--num-gpus={gpus}",
-                f"--resources={resources}", f"--dashboard-agent-listen-port={free_port()}",
-                f"--metrics-export-port={free_port()}",
-            ], env, logs))
-            save_state(state)
-            _wait(f"{k} live nodes", lambda k=k: len(_alive_nodes()) == k, 180)
+            args = [f"--address={state['gcs']}", f"--num-cpus={cpus}", f"--num-gpus={gpus}",
+                    f"--resources={resources}"]
+            for attempt in range(3):  # a start that lost the 30 s race is started again
+                node = _start_node(name, [
+                    *args, f"--dashboard-agent-listen-port={free_port()}",
+                    f"--metrics-export-port={free_port()}"], env, logs)
+                state["nodes"] = [n for n in state["nodes"] if n["name"] != name] + [node]
+                save_state(state)
+                if _wait(f"{k} live nodes", lambda k=k, pid=node["pid"]: len(_alive_nodes()) == k
+                         or ("exited" if not _running(pid) else False), 240) is True:
+                    break
+                _stop_tree(node["pid"])
+                print(f"{name} did not start (attempt {attempt + 1}); again", flush=True)
+            else:
+                raise SystemExit(f"{name} did not start")
     deploy(state, timeout)
     print(f"Confide is up on a 3-node local Ray cluster: http://{settings.host}:"
           f"{settings.port}/healthz\n  store: {state['store'] or settings.store_url()}\n"
@@ -266,13 +278,33 @@ def up(timeout: float = 600) -> None:
 
 
 def _tree(pid: int) -> list[psutil.Process]:
-    """A node's processes: its `ray start --block` process and all its descendants
-    (GCS, raylet, agents, every worker process, HAProxy)."""
-    try:
+    """A node's processes: its `ray start --block` process, all its descendants (GCS,
+    raylet, agents, every worker process, HAProxy), and whatever is left in its process
+    group (a child whose parent died is re-parented, but keeps its group)."""
+    found: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.NoSuchProcess):
         root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
+        found = {p.pid: p for p in [root, *root.children(recursive=True)]}
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+            if p.pid not in found and os.getpgid(p.pid) == pid:
+                found[p.pid] = p
+                found.update((c.pid, c) for c in p.children(recursive=True))
+    return list(found.values())
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
-        return []
+        return False
+
+
+def _stop_tree(pid: int) -> None:
+    """SIGKILL a node's process and its descendants (what a failed start left)."""
+    procs = _tree(pid)
+    _signal_all(procs, signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=10)
 
 
 def _signal_all(procs: list[psutil.Process], sig: int) -> None:

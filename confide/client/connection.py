@@ -137,6 +137,9 @@ class Connection:
         #: Close code and reason once the client is closed for good.
         self.close_code: int | None = None
         self.close_reason = ""
+        #: This URL has welcomed the client before: a later HTTP 404 on the upgrade is a
+        #: server (re)starting without its routes yet (a full restart), not a wrong URL.
+        self._welcomed_before = False
 
     # ------------------------------------------------------------------ public API
 
@@ -349,7 +352,7 @@ class Connection:
                 try:
                     await ws.send(self._hello())
                     welcome = _parse_welcome(await _recv_within(ws, self._open_timeout_s))
-                    welcomed = True
+                    welcomed = self._welcomed_before = True
                     self.welcome = welcome
                     await self._on_welcome(welcome)
                     self._set_state("open")
@@ -372,7 +375,10 @@ class Connection:
             return welcomed, e.code or _ABNORMAL, e.reason
         except InvalidStatus as e:
             status = e.response.status_code
-            return welcomed, _FATAL_HTTP.get(status, _ABNORMAL), f"HTTP {status}"
+            code = _FATAL_HTTP.get(status, _ABNORMAL)
+            if status == 404 and self._welcomed_before:
+                code = _ABNORMAL  # retried: the route exists once the server is back
+            return welcomed, code, f"HTTP {status}"
         except _NotWelcomed:
             return welcomed, _PROTOCOL_ERROR, "expected a welcome frame"
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as e:

@@ -82,6 +82,8 @@ class Seen:
 
     items: list[tuple[str, int | None, float, float]] = field(default_factory=list)
     welcomes: int = 0
+    #: (offset, recovered, epoch) of each welcome, for diagnosis
+    welcome_log: list[tuple[Any, Any, Any]] = field(default_factory=list)
 
     def ids(self) -> list[str]:
         return [i for i, _, _, _ in self.items]
@@ -144,8 +146,10 @@ class Traffic:
 
     @staticmethod
     def _on_welcome(seen: Seen) -> Callable[[dict[str, Any]], None]:
-        def record(_: dict[str, Any]) -> None:
+        def record(event: dict[str, Any]) -> None:
             seen.welcomes += 1
+            seen.welcome_log.append(
+                (event.get("offset"), event.get("recovered"), event.get("epoch")))
         return record
 
     async def _chat_loop(self, chat: ChatClient) -> None:
@@ -192,8 +196,15 @@ class Traffic:
 
     async def diagnosis(self) -> str:
         """The clients' states, and the server's state of every missing notification."""
-        lines = [f"chat {c.state} pending={len(c.pending)} last={c.last_offset}"
-                 for c in self.chats]
+        acked = {mid for _, mid in self.sent}
+        lines = []
+        for c, seen in zip(self.chats, self.chat_seen, strict=True):
+            offsets = sorted(o for _, o, _, _ in seen.items if o is not None)
+            gaps = sorted(set(range(1, c.last_offset + 1)) - set(offsets))
+            lines.append(f"chat {c.state} pending={len(c.pending)} last={c.last_offset} "
+                         f"close={c.close_code} {c.close_reason} missing_acked="
+                         f"{len(acked - set(seen.ids()))} gaps={gaps[:3]}..{gaps[-3:]} "
+                         f"n_gaps={len(gaps)} welcomes={seen.welcome_log}")
         headers = {"Authorization": f"Bearer {self.cluster.token('drill', 'service')}"}
         async with httpx.AsyncClient(base_url=self.cluster.http, timeout=30) as client:
             for user, inbox, seen in zip(self.users, self.inboxes, self.inbox_seen,
@@ -203,7 +214,8 @@ class Traffic:
                 for nid in sorted(missing)[:5]:
                     r = await client.get(f"/api/notifications/{nid}", headers=headers)
                     states.append(r.json())
-                lines.append(f"inbox {user} {inbox.state} welcomes={seen.welcomes} "
+                lines.append(f"inbox {user} {inbox.state} close={inbox.close_code} "
+                             f"{inbox.close_reason} welcomes={seen.welcomes} "
                              f"missing={len(missing)} {states}")
         return "\n".join(lines)
 
@@ -264,7 +276,7 @@ async def drill(cluster: LocalCluster, name: str, session: str, users: list[str]
     back = await disrupt()
     figures = {"drill": name} | await traffic.finish(back or t0)
     if back:
-        figures["outage_s"] = round(back - t0, 1)
+        figures["resume_counted_from_s"] = round(back - t0, 1)  # after the disruption began
     report = os.environ.get("CONFIDE_DRILL_REPORT")
     if report:
         with open(report, "a") as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from http import HTTPStatus
 
@@ -83,3 +84,37 @@ async def test_network_errors_are_retried_until_the_connect_timeout() -> None:
         await client.connect(timeout=0.3)
     assert failed.value.code is None and client.state == "closed"
     assert states[:2] == ["connecting", "reconnecting"] and states[-1] == "closed"
+
+
+async def test_http_404_after_a_welcome_is_retried() -> None:
+    """A server restarting answers 404 until its routes are back: a client that was
+    welcomed on this URL before keeps retrying, and resumes."""
+    attempts: list[int] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await recv(ws)
+        await send(ws, {"type": "welcome", "user": "alice", "role": "client",
+                        "heartbeat_s": 30.0, "session_id": "s1", "epoch": "e",
+                        "offset": 0, "recovered": False})
+        if len(attempts) == 1:
+            await ws.close(1012, "restarting")
+        else:
+            await ws.wait_closed()
+
+    def restarting(connection: ServerConnection, request: Request) -> Response | None:
+        attempts.append(1)
+        if 2 <= len(attempts) <= 3:
+            return connection.respond(HTTPStatus.NOT_FOUND, "no route yet\n")
+        return None
+
+    async with running(handler, process_request=restarting) as base:
+        client = ChatClient(f"{base}/ws/chat/s1", "t", **FAST)
+        welcomes: list[dict[str, object]] = []
+        client.on("welcome", welcomes.append)
+        await client.connect(timeout=3)
+        for _ in range(300):
+            if len(welcomes) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(welcomes) == 2 and len(attempts) == 4 and client.state == "open"
+        await client.disconnect()
