@@ -1,7 +1,9 @@
 """`HostActor`: the Ray actor around `Host`, one real method per operation.
 
 Errors cross as the core's own exceptions (`ConfideError`, `CloseConnection`: they
-pickle); anything else is logged here, without message bodies, and re-raised.
+pickle); anything else (a store that fails, e.g. on a full disk) is logged here, without
+message bodies, and crosses as `Internal`: the client gets an `internal` error (REST: 500)
+and its connection stays open.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from actors.routing import host_name
 from confide.analytics import StreamRef
 from confide.auth import Principal
 from confide.config import Settings
-from confide.errors import CloseConnection, ConfideError
+from confide.errors import CloseConnection, ConfideError, Internal
 from confide.inbox import NotificationRequest
 from confide.protocol import History, HistoryRequest, Notifications, Status
 
@@ -46,7 +48,7 @@ def _logged(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise
         except Exception:
             log.exception("host operation %s failed", method.__name__)
-            raise
+            raise Internal("internal error") from None
 
     return run
 
