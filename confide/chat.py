@@ -213,7 +213,7 @@ class ChatSession:
         return stored
 
     def published(self, stored: StoredMessage) -> Event:
-        return Event(self.topic, stored.frame(), size=_body_size(stored.body))
+        return Event(self.topic, stored.frame())
 
     def committed(self, offset: int) -> None:
         """A message is durable and published (the host calls this in offset order)."""
@@ -251,12 +251,3 @@ class ChatSession:
         top = self.committed_offset + 1
         return top if before is None else min(before, top)
 
-
-def _body_size(body: dict[str, Any]) -> int:
-    """A cheap estimate of a body's size, for the hosts' event log budget."""
-    size = 64
-    for value in body.values():
-        size += len(value) if isinstance(value, str) else 16
-        if isinstance(value, dict):
-            size += _body_size(value)
-    return size
