@@ -130,6 +130,15 @@ class ChatSession:
             return []
         return [self._presence("leave", conn.user)]
 
+    def connection_user(self, conn_id: str) -> str | None:
+        """The user of an attached connection (None when it is not attached)."""
+        conn = self._conns.get(conn_id)
+        return conn.user if conn is not None else None
+
+    def connections_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(conn_id, user) of the connections whose id starts with `prefix`."""
+        return [(c, conn.user) for c, conn in self._conns.items() if c.startswith(prefix)]
+
     def carry_connections(self, previous: ChatSession) -> None:
         """Keep the connections of the entity this one replaces (reloaded after a failure)."""
         self._conns.update(previous._conns)

@@ -27,11 +27,19 @@ from actors.host.messages import (
 )
 from actors.routing import host_name
 from confide.analytics import StreamRef
+from confide.audit import AuditRecord
 from confide.auth import Principal
 from confide.config import Settings
 from confide.errors import CloseConnection, ConfideError, Internal
 from confide.inbox import NotificationRequest
-from confide.protocol import History, HistoryRequest, Notifications, Status
+from confide.protocol import (
+    AuditEvents,
+    AuditQuery,
+    History,
+    HistoryRequest,
+    Notifications,
+    Status,
+)
 
 log = logging.getLogger("confide.host")
 
@@ -169,3 +177,13 @@ class HostActor:
     @_logged
     async def stats(self) -> dict[str, Any]:
         return await self._host.stats()
+
+    # ---------------------------------------------------------- audit trail
+
+    @_logged
+    async def audit_record(self, records: list[AuditRecord]) -> list[None]:
+        return await self._host.audit_record(records)
+
+    @_logged
+    async def audit_query(self, query: AuditQuery) -> AuditEvents:
+        return await self._host.audit_query(query)
