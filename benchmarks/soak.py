@@ -22,10 +22,11 @@ server has warmed up (target: under 5% growth after the warm-up, per process).
   first three after the warm-up (`--warmup-minutes`, default a sixth of the run, at least
   one minute). Processes that restarted (a new pid) are listed, not compared.
 
-Writes benchmarks/results/soak.{json,png} and prints the growth table.
+Writes benchmarks/results/soak.{json,png} (`--name` picks another name) and prints the
+growth table.
 
     .venv/bin/python benchmarks/soak.py [--minutes 30] [--fraction 0.5] [--capacity D]
-        [--lifetime 60] [--sample 10] [--warmup-minutes W]
+        [--lifetime 60] [--sample 10] [--warmup-minutes W] [--name soak]
 """
 
 from __future__ import annotations
@@ -339,6 +340,8 @@ def parse_args() -> argparse.Namespace:
                    help="mean seconds a member stays connected before it reconnects")
     p.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     p.add_argument("--warmup-minutes", type=float)
+    p.add_argument("--name", default="soak",
+                   help="results go to benchmarks/results/<name>.{json,png}")
     return p.parse_args()
 
 
@@ -385,13 +388,13 @@ def main() -> None:
         "samples": samples,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps(summary, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
     if samples:
-        plot(summary, RESULTS / "soak.png")
+        plot(summary, RESULTS / f"{args.name}.png")
     print(table(summary["growth"]))
     print(f"passed (every server process < {100 * TARGET_GROWTH:g}% after warm-up): "
           f"{summary['growth'].get('passed')}")
-    print("written: benchmarks/results/soak.json, soak.png")
+    print(f"written: benchmarks/results/{args.name}.json, {args.name}.png")
 
 
 if __name__ == "__main__":
