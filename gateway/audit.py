@@ -7,11 +7,14 @@ the replica (one Ray call in flight), never awaited by the connection or request
 
 from __future__ import annotations
 
+import logging
 import time
 
 from actors.directory import Directory
 from confide import audit
 from confide.audit import ANONYMOUS, Outcome
+
+log = logging.getLogger("confide.audit")
 
 #: The entity id whose host receives a gateway's audit events and answers queries.
 AUDIT_ENTITY = "audit"
@@ -34,9 +37,13 @@ NO_TARGET = {audit.AUDIT_READ: "audit", audit.KEY_REGISTER: "*"}
 
 def record(hosts: Directory, actor: str, action: str, target: str,
            outcome: Outcome = "ok") -> None:
-    """Send one event on its way (returns at once)."""
+    """Send one event on its way (returns at once; never raises: recording must not break
+    the connection or request it is about)."""
     rec = audit.record(time.time(), actor, action, target, outcome)
-    hosts.host_for(AUDIT_ENTITY).audit(rec)
+    try:
+        hosts.host_for(AUDIT_ENTITY).audit(rec)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("an audit event could not be queued: %s", type(exc).__name__)
 
 
 def rest_action(method: str, template: str | None, params: dict[str, str],
