@@ -28,10 +28,16 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.fhe_worker import FheWorker, call_worker, fhe_worker_options
+from confide import audit
+from confide.audit import Outcome
 from confide.config import Settings
-from confide.errors import CloseConnection, ConfideError, InvalidMessage
+from confide.errors import CloseConnection, ConfideError, Forbidden, InvalidMessage
 from confide.inbox import NotificationRequest, check_producer
+from confide.protocol import AuditQuery
+from confide.store.sqlite import secure_directory
 from fhe.models import MODELS, LinearModel
+from gateway.audit import AUDIT_ENTITY
+from gateway.audit import record as record_audit
 from gateway.pumps.analytics import AnalyticsPump
 from gateway.pumps.chat import ChatPump
 from gateway.pumps.inbox import InboxPump
@@ -46,13 +52,33 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 @api.exception_handler(ConfideError)
-async def _confide_error(_: Request, exc: ConfideError) -> JSONResponse:
+async def _confide_error(request: Request, exc: ConfideError) -> JSONResponse:
+    if exc.http_status == 403:
+        _audit(request, "denied")
     return _error(exc.http_status, exc.code.value, exc.message)
 
 
 @api.exception_handler(CloseConnection)
-async def _auth_error(_: Request, exc: CloseConnection) -> JSONResponse:
+async def _auth_error(request: Request, exc: CloseConnection) -> JSONResponse:
+    _audit(request, "unauthenticated")
     return _error(401, "unauthorized", exc.reason)
+
+
+@api.exception_handler(Exception)
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen (a failing store, e.g. a full disk) is a 500 `internal` with
+    no detail, in the API's error shape."""
+    return _error(500, "internal", "internal error")
+
+
+def _audit(request: Request, outcome: Outcome = "ok") -> None:
+    """Record the request in the audit trail (by route: see gateway/audit.py)."""
+    core: GatewayReplica | None = getattr(request.app.state, "gateway", None)
+    if core is None:
+        return
+    route = request.scope.get("route")
+    core.audit_rest(request.method, getattr(route, "path", None), dict(request.path_params),
+                    request.url.path, request.headers.get("authorization"), outcome)
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -90,6 +116,7 @@ class Gateway:
     def __init__(self, settings: dict[str, Any], fhe: DeploymentHandle[Any]) -> None:
         self.core = GatewayReplica(Settings(**settings))
         self.fhe = fhe
+        api.state.gateway = self.core  # the REST error handlers record refusals through it
 
     @api.websocket("/ws/chat/{session_id}")
     async def chat(self, websocket: WebSocket, session_id: str) -> None:
@@ -135,20 +162,38 @@ class Gateway:
         if not isinstance(body, dict):
             raise InvalidMessage("body must be a JSON object")
         result = await call_worker(self.fhe, "register", who.user, body)
+        record_audit(self.core.hosts, who.user, audit.KEY_REGISTER, str(result["key_id"]))
         return JSONResponse(result, status_code=201)
 
     @api.get("/api/fhe/keys/{key_id}")
     async def key_info(self, key_id: str, request: Request) -> JSONResponse:
-        self.core.rest_principal(request.headers.get("authorization"))
-        return JSONResponse(await call_worker(self.fhe, "key_info", key_id))
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        result = await call_worker(self.fhe, "key_info", key_id)
+        record_audit(self.core.hosts, who.user, audit.KEY_FETCH, key_id)
+        return JSONResponse(result)
 
     @api.delete("/api/fhe/keys/{key_id}")
     async def delete_key(self, key_id: str, request: Request) -> Response:
         who = self.core.rest_principal(request.headers.get("authorization"))
         await call_worker(self.fhe, "delete_key", key_id, who)
+        record_audit(self.core.hosts, who.user, audit.KEY_DELETE, key_id)
         for host in self.core.hosts.hosts:
             host.fhe_key_deleted(key_id)
         return Response(status_code=204)
+
+    @api.get("/api/audit")
+    async def audit_trail(self, request: Request) -> JSONResponse:
+        """Access events, newest first (admins only; PROTOCOL 1.1, "Audit trail")."""
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        if who.role != "admin":
+            raise Forbidden("only admins may read the audit trail")
+        try:
+            query = AuditQuery.model_validate(dict(request.query_params))
+        except ValidationError as e:
+            raise InvalidMessage(_fields(e)) from None
+        events = await self.core.hosts.host_for(AUDIT_ENTITY).audit_query(query)
+        record_audit(self.core.hosts, who.user, audit.AUDIT_READ, "audit")
+        return JSONResponse(events.dump())
 
     @api.put("/api/sessions/{session_id}/fhe")
     async def configure_session(self, session_id: str, request: Request) -> JSONResponse:
@@ -205,7 +250,7 @@ def main() -> None:
     """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_directory(settings.data_dir)  # 0700: the database and the dev secret live here
     secret_note = (
         "CONFIDE_JWT_SECRET" if settings.jwt_secret
         else f"the dev secret in {settings.data_dir / 'dev-jwt-secret'}"

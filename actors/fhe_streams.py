@@ -188,8 +188,7 @@ class FheStreams:
             agg.dirty = False
             frame = await self.frame(agg.ref)
             if frame is not None:
-                size = len(frame["sum"]) + len(frame.get("mean", ""))
-                self.publish(Event(topic, frame, size=size))
+                self.publish(Event(topic, frame))
 
     # ----------------------------------------------------------------- chat
 
@@ -224,5 +223,4 @@ class FheStreams:
             return
         frame = Insight(for_offset=offset, key_id=fhe["key_id"], model=model["name"],
                         ciphertext=base64.b64encode(score).decode())
-        self.publish(Event(topic, frame.dump(), only_roles=frozenset({"therapist"}),
-                           size=len(frame.ciphertext)))
+        self.publish(Event(topic, frame.dump(), only_roles=frozenset({"therapist"})))

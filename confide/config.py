@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
+    # --- audit trail (issue 9) ---
+    #: Days audit events are kept (HIPAA asks for six years); 0 keeps them for good.
+    audit_retention_days: float = Field(default=2190, ge=0)
+    #: Seconds a host gathers audit events before writing them in one transaction.
+    audit_flush_s: float = Field(default=1.0, gt=0)
+
     def store_url(self) -> str:
         return self.store or f"sqlite:///{(self.data_dir / 'confide.db').resolve()}"
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from actors.host.audit_ops import AuditOps
 from actors.host.chat_ops import ChatOps
 from actors.host.inbox_ops import InboxOps
 from actors.host.stream_ops import StreamOps
 
 
-class Host(ChatOps, InboxOps, StreamOps):
+class Host(ChatOps, InboxOps, StreamOps, AuditOps):
     """Chat sessions, inboxes and analytics streams of one host actor (see HostBase)."""

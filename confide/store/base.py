@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from confide.audit import AuditRecord
 from confide.protocol import MessageEvent
 
 
@@ -104,6 +105,17 @@ class Store(Protocol):
     def delete_fhe_key(self, key_id: str) -> None: ...
     def save_aggregate(self, stream: str, key_id: str, count: int, total: bytes) -> None: ...
     def load_aggregate(self, stream: str, key_id: str) -> tuple[int, bytes] | None: ...
+
+    # audit trail (issue 9)
+    def append_audit(self, records: list[AuditRecord]) -> None: ...
+    def query_audit(
+        self, user: str | None, target: str | None, since: float | None, limit: int
+    ) -> list[AuditRecord]:
+        """Events newest first, filtered by actor, target and `ts >= since`."""
+        ...
+    def prune_audit(self, before: float) -> int:
+        """Delete events with `ts < before`; how many were deleted."""
+        ...
 
     def close(self) -> None: ...
 

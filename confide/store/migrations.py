@@ -143,10 +143,42 @@ _POSTGRES_V1 = (
     )""",
 )
 
+# The audit trail (issue 9): who did what to which target, when, with what outcome; never a
+# body. `seq` orders events of the same `ts` (newest first = highest seq first). IF NOT
+# EXISTS: development databases of the audit branch made the same table before versioning.
+_SQLITE_V2 = (
+    """CREATE TABLE IF NOT EXISTS audit_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
+    "CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events (actor, ts)",
+    "CREATE INDEX IF NOT EXISTS audit_events_target ON audit_events (target, ts)",
+)
+
+_POSTGRES_V2 = (
+    """CREATE TABLE IF NOT EXISTS audit_events (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        actor TEXT COLLATE "C" NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT COLLATE "C" NOT NULL,
+        outcome TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
+    "CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events (actor, ts)",
+    "CREATE INDEX IF NOT EXISTS audit_events_target ON audit_events (target, ts)",
+)
+
 #: The schema's history, oldest first. Add a change as one new entry at the end.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "sessions, messages, notifications, FHE keys and aggregates",
               _SQLITE_V1, _POSTGRES_V1),
+    Migration(2, "audit trail", _SQLITE_V2, _POSTGRES_V2),
 )
 
 _VERSION_TABLE = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from confide.audit import AuditRecord
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
 from confide.store.pgpool import Conn, PgPool
 
@@ -298,6 +299,58 @@ class PostgresStore:
             (stream, key_id),
         )
         return (int(rows[0]["count"]), bytes(rows[0]["total"])) if rows else None
+
+    # ------------------------------------------------------------ audit trail
+
+    def append_audit(self, records: list[AuditRecord]) -> None:
+        """The batch in one transaction. A retry after a commit of unknown outcome first
+        looks for the batch's last record (a batch is all or nothing)."""
+        if not records:
+            return
+        rows = [(r.ts, r.actor, r.action, r.target, r.outcome) for r in records]
+
+        def work(conn: Conn, retry: bool) -> None:
+            if retry and conn.execute(
+                "SELECT 1 FROM audit_events WHERE ts = %s AND actor = %s AND action = %s"
+                " AND target = %s AND outcome = %s LIMIT 1",
+                rows[-1],
+            ).fetchone() is not None:
+                return
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO audit_events (ts, actor, action, target, outcome)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    rows,
+                )
+
+        self._pool.run(work)
+
+    def query_audit(
+        self, user: str | None, target: str | None, since: float | None, limit: int
+    ) -> list[AuditRecord]:
+        """Events newest first, by actor, target and time (`ts >= since`)."""
+        sql = "SELECT ts, actor, action, target, outcome FROM audit_events WHERE TRUE"
+        args: list[Any] = []
+        if user is not None:
+            sql += " AND actor = %s"
+            args.append(user)
+        if target is not None:
+            sql += " AND target = %s"
+            args.append(target)
+        if since is not None:
+            sql += " AND ts >= %s"
+            args.append(since)
+        sql += " ORDER BY ts DESC, seq DESC LIMIT %s"
+        args.append(limit)
+        return [AuditRecord(r["ts"], r["actor"], r["action"], r["target"], r["outcome"])
+                for r in self._read(sql, tuple(args))]
+
+    def prune_audit(self, before: float) -> int:
+        """Delete events older than `before`; how many went (a retry counts only its own)."""
+        def work(conn: Conn, retry: bool) -> int:
+            return conn.execute("DELETE FROM audit_events WHERE ts < %s", (before,)).rowcount
+
+        return int(self._pool.run(work))
 
     def close(self) -> None:
         self._pool.close()

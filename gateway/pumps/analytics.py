@@ -124,3 +124,9 @@ class AnalyticsPump(Pump):
         for ref in list(self.streams.values()):
             with contextlib.suppress(Exception):  # best effort: hosts also reap leases
                 await self.ctx.hosts.host_for(ref.route).stream_unsubscribe(ref, self.conn_id)
+
+    def audit_frame(self, frame: Frame) -> tuple[str, str]:
+        stream = getattr(frame, "stream", None)
+        target = f"{stream}/{frame.key_id}" if isinstance(frame, Subscribe) and frame.key_id \
+            else str(stream or self.endpoint)
+        return f"stream.{getattr(frame, 'type', 'frame')}", target

@@ -1,5 +1,6 @@
-"""PostgreSQL-only behaviour: reconnecting after a server restart, and retries that never
-write twice when a commit's outcome is unknown."""
+"""PostgreSQL-only behaviour: reconnecting after a server restart, retries that never
+write twice when a commit's outcome is unknown, and failed transactions (a statement, the
+caller, the COMMIT itself) that leave the pooled connection ready for the next one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from confide.audit import AuditRecord
 from confide.store.base import SessionRecord
 from confide.store.postgres import PostgresStore
 from tests.pgserver import PgServer, fresh_schema
@@ -191,3 +193,83 @@ def test_session_and_upserts_are_idempotent_under_retry(pg: PostgresStore) -> No
     assert (rec.epoch, rec.last_offset) == ("ep2", 0)
     pg.save_aggregate("fhe:x", "k1", 2, b"t")
     assert pg.load_aggregate("fhe:x", "k1") == (2, b"t")
+
+
+def test_audit_batch_retried_after_an_ambiguous_commit_is_written_once(
+    pg: PostgresStore,
+) -> None:
+    batch = [AuditRecord(1.0, "alice", "session.join", "s1", "ok"),
+             AuditRecord(2.0, "alice", "session.leave", "s1", "ok")]
+    _flaky(pg, after_commit=1)
+    pg.append_audit(batch)
+    _flaky(pg, before_commit=1)
+    pg.append_audit([AuditRecord(3.0, "bob", "key.fetch", "k1", "denied")])
+    assert [r.ts for r in pg.query_audit(None, None, None, 10)] == [3.0, 2.0, 1.0]
+
+
+# ------------------------------------------------------------------ failed transactions
+
+
+@pytest.fixture
+def one_conn(pg_schema_url: str) -> Iterator[PostgresStore]:
+    """A store whose pool holds a single connection: every operation reuses it."""
+    s = PostgresStore(pg_schema_url, max_size=1)
+    s.create_session(SessionRecord("s1", "ep", 1.0))
+    yield s
+    s.close()
+
+
+def _backend_pid(store: PostgresStore) -> int:
+    return int(store._pool.run(
+        lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"],
+        write=False))
+
+
+def test_a_failed_statement_leaves_the_pooled_connection_usable(
+    one_conn: PostgresStore,
+) -> None:
+    pid = _backend_pid(one_conn)
+    one_conn.append_messages([message(1, msg_id="dup")], 100)
+    with pytest.raises(psycopg.IntegrityError):
+        one_conn.append_messages([message(2), message(3, msg_id="dup")], 100)
+    one_conn.append_messages([message(2)], 100)  # not "current transaction is aborted"
+    assert offsets(one_conn) == [1, 2]
+    assert _backend_pid(one_conn) == pid  # the same connection, rolled back, not replaced
+
+
+def test_an_error_raised_by_the_caller_rolls_the_transaction_back(
+    one_conn: PostgresStore,
+) -> None:
+    def work(conn: Any, retry: bool) -> None:
+        conn.execute('INSERT INTO messages (session_id, "offset", epoch, id, sender, ts,'
+                     " body, encrypted) VALUES ('s1', 7, 'ep', 'x', 'a', 1, '{}', false)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        one_conn._pool.run(work)
+    assert offsets(one_conn) == []
+    one_conn.append_messages([message(1)], 100)
+    assert offsets(one_conn) == [1]
+
+
+def test_a_commit_that_fails_leaves_nothing_and_the_connection_usable(
+    one_conn: PostgresStore,
+) -> None:
+    """PostgreSQL's failing COMMIT (here a deferred constraint; a full disk is another) rolls
+    the whole transaction back; the pool's connection is ready for the next one."""
+    one_conn._pool.run(lambda conn, retry: conn.execute(
+        "CREATE TABLE deferred_check (k INTEGER,"
+        " UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)"))
+    pid = _backend_pid(one_conn)
+
+    def work(conn: Any, retry: bool) -> None:
+        conn.execute("INSERT INTO deferred_check VALUES (1), (1)")  # fine until COMMIT
+        conn.execute(
+            "UPDATE sessions SET ended_at = 9 WHERE session_id = 's1'")
+
+    with pytest.raises(psycopg.IntegrityError):
+        one_conn._pool.run(work)
+    assert one_conn.load_session("s1").ended_at is None  # type: ignore[union-attr]
+    one_conn.append_messages([message(1)], 100)
+    assert offsets(one_conn) == [1]
+    assert _backend_pid(one_conn) == pid
