@@ -142,6 +142,12 @@ class Gateway:
         self.core.rest_principal(request.headers.get("authorization"))
         return JSONResponse(await call_worker(self.fhe, "key_info", key_id))
 
+    @api.get("/api/fhe/keys/{key_id}/public")
+    async def key_public(self, key_id: str, request: Request) -> JSONResponse:
+        """PROTOCOL 1.1: the context and public key (base64), for contributors."""
+        self.core.rest_principal(request.headers.get("authorization"))
+        return JSONResponse(await call_worker(self.fhe, "public_key", key_id))
+
     @api.delete("/api/fhe/keys/{key_id}")
     async def delete_key(self, key_id: str, request: Request) -> Response:
         who = self.core.rest_principal(request.headers.get("authorization"))

@@ -104,7 +104,7 @@ class FheWorkerCore:
             if existing.owner != owner:
                 raise Conflict("this key is registered by another user")
             return {"key_id": existing.key_id}
-        meta = validate_bundle(bundle)
+        meta = validate_bundle(bundle, min_security=self.settings.fhe_min_security)
         record = FheKeyRecord(bundle.key_id, owner, meta.to_dict() | {
             "label": str(body.get("label", ""))[:128]}, bundle.blobs(), time.time())
         self.store.put_fhe_key(record)
@@ -122,6 +122,15 @@ class FheWorkerCore:
         if rec is None:
             raise NotFound("no such key")
         return public_info(rec)
+
+    async def public_key(self, key_id: str) -> dict[str, Any]:
+        """`GET /api/fhe/keys/{key_id}/public`: what a contributor needs to encrypt."""
+        rec = await asyncio.to_thread(self.store.get_fhe_key, key_id)
+        if rec is None:
+            raise NotFound("no such key")
+        return {"key_id": rec.key_id, "owner": rec.owner,
+                "context": base64.b64encode(rec.blobs["context"]).decode(),
+                "public_key": base64.b64encode(rec.blobs["public_key"]).decode()}
 
     async def delete_key(self, key_id: str, who: Principal) -> None:
         rec = await asyncio.to_thread(self.store.get_fhe_key, key_id)
@@ -156,9 +165,10 @@ class FheWorkerCore:
     # ---------------------------------------------------------------- compute
 
     def _fold(self, req: FoldRequest) -> FoldResult:
+        from fhe.evaluator import add
         from fhe.ops import aggregate, check_submission
 
-        _, meta, template = self._key(req.key_id)
+        bundle, meta, template = self._key(req.key_id)
         valid: list[bytes] = []
         refused: list[str | None] = []
         for ct in req.contributions:
@@ -172,7 +182,10 @@ class FheWorkerCore:
         parts = ([req.total] if req.total is not None else []) + valid
         if not parts:
             return FoldResult(req.total, tuple(refused))
-        total = aggregate(parts, backend=self.kernels, template=template)
+        if meta.limb_add:  # proven byte-identical to OpenFHE's EvalAdd for this key
+            total = aggregate(parts, backend=self.kernels, template=template)
+        else:
+            total = add(parts, bundle, meta)
         return FoldResult(total, tuple(refused))
 
     def _score(self, req: ScoreRequest) -> bytes:
@@ -272,6 +285,9 @@ class FheWorker:
 
     async def key_info(self, key_id: str) -> dict[str, Any]:
         return await self.core.key_info(key_id)
+
+    async def public_key(self, key_id: str) -> dict[str, Any]:
+        return await self.core.public_key(key_id)
 
     async def delete_key(self, key_id: str, who: Principal) -> None:
         await self.core.delete_key(key_id, who)

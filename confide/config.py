@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +73,13 @@ class Settings(BaseSettings):
     fhe_downscale_delay_s: float = Field(default=60.0, ge=0)
     #: A stream folds its pending contributions into its sum at least this often.
     fhe_flush_s: float = Field(default=0.2, gt=0)
+    # --- fhe helper (issue 8/9) additions ---
+    #: Security level an uploaded CKKS context must meet (fhe.security; HEStd_NotSet:
+    #: tests only).
+    fhe_min_security: Literal[
+        "HEStd_128_classic", "HEStd_192_classic", "HEStd_256_classic", "HEStd_NotSet"
+    ] = "HEStd_128_classic"
+    # --- end fhe helper additions ---
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
