@@ -165,8 +165,10 @@ class Gateway:
                      else LinearModel.from_dict(req.model))
         except ValidationError as e:
             raise InvalidMessage(_fields(e)) from None
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, TypeError):
             raise InvalidMessage("model: unknown name or not a linear model") from None
+        except ValueError as e:  # not finite, weights without features, ...
+            raise InvalidMessage(f"model: {e}") from None
         fhe = {"key_id": req.key_id, "model": model.to_dict()}
         host = self.core.hosts.host_for(f"chat:{session_id}")
         result = await host.chat_configure(session_id, who, fhe)

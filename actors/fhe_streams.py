@@ -226,3 +226,19 @@ class FheStreams:
                         ciphertext=base64.b64encode(score).decode())
         self.publish(Event(topic, frame.dump(), only_roles=frozenset({"therapist"}),
                            size=len(frame.ciphertext)))
+
+
+def check_model_fits(model: dict[str, Any], meta: dict[str, Any]) -> None:
+    """A session's model against its key: weights <= slots, finite, and rotation keys to
+    sum the slots (InvalidMessage saying which)."""
+    from fhe.keys import KeyMeta
+    from fhe.models import LinearModel
+
+    key = KeyMeta.from_dict(meta)
+    try:
+        LinearModel.from_dict(model).check_fits(key.slots)
+    except ValueError as e:
+        raise InvalidMessage(f"model: {e}") from None
+    steps = {1 << i for i in range(key.slots.bit_length() - 1)}
+    if key.slots & (key.slots - 1) or not steps <= set(key.rotation_steps):
+        raise InvalidMessage("key: no rotation keys for summing its slots (steps 1, 2, 4, ...)")

@@ -15,11 +15,17 @@ import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ray import serve
 
+from actors.fhe_compute import (
+    BatchCompute,
+    FoldRequest,
+    FoldResult,
+    ScoreRequest,
+    as_error,
+)
 from confide.auth import Principal
 from confide.config import Settings
 from confide.errors import (
@@ -35,33 +41,11 @@ from confide.store import FheKeyRecord, open_store
 from fhe.errors import FheError
 from fhe.keys import KeyMeta, PublicBundle
 
+__all__ = ["FoldRequest", "FoldResult", "ScoreRequest", "as_error"]
+
 log = logging.getLogger("confide.fhe")
 
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class FoldRequest:
-    """Add `contributions` to `total` (None: start from the first valid one)."""
-
-    key_id: str
-    total: bytes | None
-    contributions: tuple[bytes, ...]
-
-
-@dataclass(frozen=True)
-class FoldResult:
-    total: bytes | None
-    #: Per contribution: None when added, else the reason it was refused.
-    refused: tuple[str | None, ...]
-
-
-@dataclass(frozen=True)
-class ScoreRequest:
-    key_id: str
-    ciphertext: bytes
-    weights: tuple[float, ...]
-    bias: float
 
 
 def public_info(rec: FheKeyRecord) -> dict[str, Any]:
@@ -70,7 +54,7 @@ def public_info(rec: FheKeyRecord) -> dict[str, Any]:
     return meta | {"owner": rec.owner, "created_at": rec.created_at}
 
 
-class FheWorkerCore:
+class FheWorkerCore(BatchCompute):
     """What a worker replica does, without Serve (driven directly by unit tests)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -164,30 +148,6 @@ class FheWorkerCore:
 
     # ---------------------------------------------------------------- compute
 
-    def _fold(self, req: FoldRequest) -> FoldResult:
-        from fhe.evaluator import add
-        from fhe.ops import aggregate, check_submission
-
-        bundle, meta, template = self._key(req.key_id)
-        valid: list[bytes] = []
-        refused: list[str | None] = []
-        for ct in req.contributions:
-            try:
-                check_submission(ct, meta)
-            except FheError as e:
-                refused.append(str(e))
-                continue
-            valid.append(ct)
-            refused.append(None)
-        parts = ([req.total] if req.total is not None else []) + valid
-        if not parts:
-            return FoldResult(req.total, tuple(refused))
-        if meta.limb_add:  # proven byte-identical to OpenFHE's EvalAdd for this key
-            total = aggregate(parts, backend=self.kernels, template=template)
-        else:
-            total = add(parts, bundle, meta)
-        return FoldResult(total, tuple(refused))
-
     def _score(self, req: ScoreRequest) -> bytes:
         from fhe.evaluator import score
 
@@ -205,12 +165,14 @@ class FheWorkerCore:
     async def fold_many(self, requests: list[FoldRequest]) -> list[FoldResult | ConfideError]:
         self.batches += 1
         self.batched_requests += len(requests)
-        return [await self._guard(self._fold, r) for r in requests]
+        result: list[FoldResult | ConfideError] = await self._run(self._fold_batch, requests)
+        return result
 
     async def score_many(self, requests: list[ScoreRequest]) -> list[bytes | ConfideError]:
         self.batches += 1
         self.batched_requests += len(requests)
-        return [await self._guard(self._score, r) for r in requests]
+        result: list[bytes | ConfideError] = await self._run(self._score_batch, requests)
+        return result
 
     async def mean(self, key_id: str, total: bytes, count: int) -> bytes | None:
         result = await self._guard(self._mean, key_id, total, count)

@@ -142,3 +142,21 @@ async def test_sdk_session_config_and_features_for_a_fetched_key(fhe_server: Ser
     score = sdk.decrypt_insight(keys, insight)
     assert abs(score - MOOD_RISK_V1.plain_score(answers)) <= 1e-4
     await asyncio.gather(dr.close(), patient.close())
+
+
+async def test_models_validated_when_configured(fhe_server: Server) -> None:
+    keys = generate_keys("test")  # 64 slots
+    await register(fhe_server, "dr-models", keys)
+    s = f"s-{uuid.uuid4().hex[:6]}"
+    headers = auth(fhe_server, "dr-models", "therapist", sessions=[s]) | {
+        "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=fhe_server.http, timeout=60) as c:
+        wide = {"key_id": keys.key_id, "model": {"name": "wide", "weights": [0.1] * 65}}
+        r = await c.put(f"/api/sessions/{s}/fhe", json=wide, headers=headers)
+        assert r.status_code == 400
+        assert r.json()["error"]["message"] == "model: 65 weights but the key has 64 slots"
+        nan = ('{"key_id": "%s", "model": {"name": "n", "weights": [NaN]}}' % keys.key_id)
+        r = await c.put(f"/api/sessions/{s}/fhe", content=nan, headers=headers)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_message"
+        ok = {"key_id": keys.key_id, "model": {"name": "ok", "weights": [0.5, 0.25]}}
+        assert (await c.put(f"/api/sessions/{s}/fhe", json=ok, headers=headers)).status_code == 200
