@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     fhe_min_security: Literal[
         "HEStd_128_classic", "HEStd_192_classic", "HEStd_256_classic", "HEStd_NotSet"
     ] = "HEStd_128_classic"
+    #: Contributions a host holds waiting for a fold, in bytes (past it: `overloaded`).
+    fhe_host_queue_bytes: int = Field(default=256 << 20, ge=1)
+    #: Contributions one user may have awaiting their ack on a gateway replica, by count
+    #: and by bytes (past either: `rate_limited`).
+    fhe_user_inflight: int = Field(default=64, ge=1)
+    fhe_user_inflight_bytes: int = Field(default=64 << 20, ge=1)
     # --- end fhe helper additions ---
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,19 @@ CREATE TABLE IF NOT EXISTS fhe_aggregates (
 );
 """
 
+# --- fhe helper (issue 8): contributions already counted, by (stream, user, submit id) ---
+FHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fhe_contributions (
+    stream TEXT NOT NULL,
+    user TEXT NOT NULL,
+    submit_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    PRIMARY KEY (stream, user, submit_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS fhe_contributions_key ON fhe_contributions (key_id);
+"""
+# --- end fhe helper additions ---
+
 _NOTIFICATION_COLUMNS = (
     "id, user, producer, kind, title, body, data, created_at, expires_at, state, "
     "sent_at, delivered_at, read_at, attempts, idempotency_key"
@@ -103,6 +116,7 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        self._db.executescript(FHE_SCHEMA)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -320,6 +334,7 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("DELETE FROM fhe_keys WHERE key_id = ?", (key_id,))
             db.execute("DELETE FROM fhe_aggregates WHERE key_id = ?", (key_id,))
+            db.execute("DELETE FROM fhe_contributions WHERE key_id = ?", (key_id,))
 
     def save_aggregate(self, stream: str, key_id: str, count: int, total: bytes) -> None:
         with self._tx() as db:
@@ -335,6 +350,35 @@ class SqliteStore:
             (stream, key_id),
         )
         return (int(rows[0]["count"]), bytes(rows[0]["total"])) if rows else None
+
+    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
+
+    def fold_aggregate(
+        self, stream: str, key_id: str, count: int, total: bytes,
+        contributions: Sequence[tuple[str, str]],
+    ) -> bool:
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM fhe_keys WHERE key_id = ?", (key_id,)).fetchall():
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO fhe_aggregates (stream, key_id, count, total)"
+                " VALUES (?, ?, ?, ?)",
+                (stream, key_id, count, total),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO fhe_contributions (stream, user, submit_id, key_id)"
+                " VALUES (?, ?, ?, ?)",
+                [(stream, user, sid, key_id) for user, sid in contributions],
+            )
+        return True
+
+    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
+        return bool(self._read(
+            "SELECT 1 FROM fhe_contributions WHERE stream = ? AND user = ? AND submit_id = ?",
+            (stream, user, submit_id),
+        ))
+
+    # --- end fhe helper additions ---
 
     def close(self) -> None:
         with self._lock:

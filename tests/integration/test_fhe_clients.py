@@ -155,7 +155,7 @@ async def test_models_validated_when_configured(fhe_server: Server) -> None:
         r = await c.put(f"/api/sessions/{s}/fhe", json=wide, headers=headers)
         assert r.status_code == 400
         assert r.json()["error"]["message"] == "model: 65 weights but the key has 64 slots"
-        nan = ('{"key_id": "%s", "model": {"name": "n", "weights": [NaN]}}' % keys.key_id)
+        nan = '{"key_id": "' + keys.key_id + '", "model": {"name": "n", "weights": [NaN]}}'
         r = await c.put(f"/api/sessions/{s}/fhe", content=nan, headers=headers)
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_message"
         ok = {"key_id": keys.key_id, "model": {"name": "ok", "weights": [0.5, 0.25]}}
