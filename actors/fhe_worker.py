@@ -40,6 +40,7 @@ from confide.errors import (
 from confide.store import FheKeyRecord, open_store
 from fhe.errors import FheError
 from fhe.keys import KeyMeta, PublicBundle
+from fhe.validator import ValidatorPool
 
 __all__ = ["FoldRequest", "FoldResult", "ScoreRequest", "as_error"]
 
@@ -66,6 +67,9 @@ class FheWorkerCore(BatchCompute):
         self._keys: OrderedDict[str, tuple[PublicBundle, KeyMeta, bytes]] = OrderedDict()
         # OpenFHE keeps evaluation keys in process-wide maps: one thread does all FHE work.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhe")
+        self.validators = ValidatorPool(settings.fhe_validators,
+                                        settings.fhe_validator_memory_mb,
+                                        settings.fhe_validator_timeout_s)
         self.batches = 0
         self.batched_requests = 0
         self.inflight = 0
@@ -80,23 +84,23 @@ class FheWorkerCore(BatchCompute):
     # ------------------------------------------------------------ key registry
 
     def _register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
-        from fhe.bundle import validate_bundle
-
+        """Validate (in a validator process: fhe/validator.py) and store a key bundle."""
         bundle = PublicBundle.from_json(body)
         existing = self.store.get_fhe_key(bundle.key_id)
         if existing is not None:
             if existing.owner != owner:
                 raise Conflict("this key is registered by another user")
             return {"key_id": existing.key_id}
-        meta = validate_bundle(bundle, min_security=self.settings.fhe_min_security)
+        meta = self.validators.validate(bundle, self.settings.fhe_min_security)
         record = FheKeyRecord(bundle.key_id, owner, meta.to_dict() | {
             "label": str(body.get("label", ""))[:128]}, bundle.blobs(), time.time())
         self.store.put_fhe_key(record)
         return {"key_id": bundle.key_id}
 
     async def register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Off the FHE thread: OpenFHE never reads an unvalidated upload in this process."""
         try:
-            result: dict[str, Any] = await self._run(self._register, owner, body)
+            result: dict[str, Any] = await asyncio.to_thread(self._register, owner, body)
         except FheError as e:
             raise InvalidMessage(str(e)) from None
         return result

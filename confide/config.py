@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     #: and by bytes (past either: `rate_limited`).
     fhe_user_inflight: int = Field(default=64, ge=1)
     fhe_user_inflight_bytes: int = Field(default=64 << 20, ge=1)
+    #: Uploaded key bundles are validated in separate processes (fhe/validator.py): how
+    #: many per FHE worker, each one's address-space limit, and how long one may take.
+    fhe_validators: int = Field(default=1, ge=1)
+    fhe_validator_memory_mb: int = Field(default=2048, ge=128)
+    fhe_validator_timeout_s: float = Field(default=60.0, gt=0)
     # --- end fhe helper additions ---
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -160,3 +160,35 @@ async def test_models_validated_when_configured(fhe_server: Server) -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_message"
         ok = {"key_id": keys.key_id, "model": {"name": "ok", "weights": [0.5, 0.25]}}
         assert (await c.put(f"/api/sessions/{s}/fhe", json=ok, headers=headers)).status_code == 200
+
+
+async def test_crafted_bundles_get_400_and_harm_nobody(fhe_server: Server) -> None:
+    """Validated in a separate process (fhe/validator.py): bit flips, truncations and
+    huge length fields are refused with 400; the workers keep serving everyone else."""
+    keys = generate_keys("test")
+    good = keys.bundle.to_json()
+    blobs = keys.bundle.blobs()
+
+    def with_field(name: str, data: bytes) -> dict[str, str]:
+        return good | {name: base64.b64encode(data).decode()}
+
+    flipped = bytearray(blobs["context"])
+    flipped[len(flipped) // 2] ^= 0x10
+    huge = bytearray(blobs["public_key"])
+    huge[40:48] = (1 << 62).to_bytes(8, "little")
+    crafted = [with_field("context", bytes(flipped)),
+               with_field("eval_mult_key", blobs["eval_mult_key"][:1000]),
+               with_field("public_key", bytes(huge)),
+               with_field("rotation_keys", blobs["rotation_keys"][:-7])]
+    async with httpx.AsyncClient(base_url=fhe_server.http, timeout=120) as c:
+        headers = auth(fhe_server, "mallory", "therapist")
+        answers = await asyncio.gather(*(c.post("/api/fhe/keys", json=body, headers=headers)
+                                         for body in crafted))
+        for r in answers:
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_message"
+        ok = await c.post("/api/fhe/keys", json=good, headers=auth(fhe_server, "dr-ok",
+                                                                   "therapist"))
+        assert ok.status_code == 201
+    vectors = [[1.0, 2.0], [3.0, 4.0]]
+    agg = await contribute_and_watch(fhe_server, "dr-ok", keys, vectors)
+    assert np.allclose(decrypt(keys, base64.b64decode(agg["sum"]), 2), [4.0, 6.0], atol=1e-6)
