@@ -204,8 +204,7 @@ class FheStreams:
         assert agg.ref.key_id is not None
         if agg.deleted:
             raise NotFound("no such key")
-        req = FoldRequest(agg.ref.key_id, agg.total, tuple(p.data for p in batch))
-        result: FoldResult = await call_worker(self.worker, "fold", req)
+        result = await self._sum(agg.ref.key_id, agg.total, [p.data for p in batch])
         accepted = [p for p, r in zip(batch, result.refused, strict=True) if r is None]
         if accepted and result.total is not None:
             idents = [p.ident for p in accepted if p.ident is not None]
@@ -226,6 +225,31 @@ class FheStreams:
                 p.done.set_result(None)
             else:
                 p.done.set_exception(InvalidMessage(reason))
+
+    async def _sum(self, key_id: str, total: bytes | None, cts: list[bytes]) -> FoldResult:
+        """`total` plus the valid `cts`. A batch of at least two shards is split into
+        shards of `fhe_shard_size` folded concurrently (partial sums, spread over the
+        worker replicas by Serve), then one fold adds the partial sums to the total: a
+        tree of depth two, so a busy stream keeps several workers busy and its backlog
+        shows as ongoing requests to the autoscaler."""
+        size = self.settings.fhe_shard_size
+        if len(cts) < 2 * size:
+            result: FoldResult = await call_worker(
+                self.worker, "fold", FoldRequest(key_id, total, tuple(cts)))
+            return result
+        shards = [tuple(cts[i : i + size]) for i in range(0, len(cts), size)]
+        parts: list[FoldResult] = await asyncio.gather(*(
+            call_worker(self.worker, "fold", FoldRequest(key_id, None, shard))
+            for shard in shards))
+        partials = tuple(p.total for p in parts if p.total is not None)
+        refused = tuple(r for p in parts for r in p.refused)
+        if not partials:
+            return FoldResult(total, refused)
+        final: FoldResult = await call_worker(self.worker, "fold",
+                                              FoldRequest(key_id, total, partials))
+        if any(r is not None for r in final.refused):  # partial sums are ours: never
+            raise Internal("encrypted computation failed; retry later")
+        return FoldResult(final.total, refused)
 
     def _evict_if_unwatched(self, agg: _Aggregate) -> None:
         """An aggregate nobody watches leaves memory once its sum is stored."""

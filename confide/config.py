@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     fhe_validators: int = Field(default=1, ge=1)
     fhe_validator_memory_mb: int = Field(default=2048, ge=128)
     fhe_validator_timeout_s: float = Field(default=60.0, gt=0)
+    #: A stream's fold of at least two shards of this many contributions is split into
+    #: concurrent partial sums across the workers (a tree of partial sums).
+    fhe_shard_size: int = Field(default=32, ge=1)
     # --- end fhe helper additions ---
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -24,6 +24,11 @@ REF = StreamRef("fhe:mood", "fhe", "stream:fhe:mood", "k1")
 CT = base64.b64encode(b"x" * 100).decode()
 
 
+def value(ct: bytes) -> int:
+    """A contribution counts 1; a partial sum (digits) counts what it says."""
+    return int(ct) if ct.isdigit() else 1
+
+
 class Worker:
     """`fold` adds the contributions' count to a counter kept in `total`; a gate, when
     set, holds each fold until it is opened."""
@@ -38,7 +43,7 @@ class Worker:
         if self.gate is not None:
             await self.gate.wait()
         before = int(req.total.decode()) if req.total else 0
-        total = str(before + len(req.contributions)).encode()
+        total = str(before + sum(value(c) for c in req.contributions)).encode()
         return FoldResult(total, tuple(None for _ in req.contributions))
 
     def remote(self, req: FoldRequest) -> Any:
@@ -62,8 +67,9 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 
 
 def streams(store: SqliteStore, tmp_path: Path, **settings: Any) -> tuple[FheStreams, Worker]:
-    s = FheStreams(Settings(data_dir=tmp_path, jwt_secret="x" * 32, fhe_flush_s=0.01,
-                            **settings), store, lambda _: None)
+    values: dict[str, Any] = {"fhe_flush_s": 0.01} | settings
+    s = FheStreams(Settings(data_dir=tmp_path, jwt_secret="x" * 32, **values), store,
+                   lambda _: None)
     worker = Worker()
     s._handle = worker
     return s, worker
@@ -128,3 +134,22 @@ async def test_unwatched_aggregate_evicted_once_stored(
     agg = fhe._aggregates[REF.topic]
     await until(lambda: agg.task is not None and agg.task.done())
     assert fhe._aggregates[REF.topic] is agg and agg.count == 2  # watched: kept for its subscribers
+
+
+async def test_busy_stream_folds_as_a_tree_of_partial_sums(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    fhe, worker = streams(store, tmp_path, fhe_shard_size=4)
+    worker.gate = asyncio.Event()
+    first = asyncio.create_task(fhe.submit(REF, CT, "u0", "first"))
+    await until(lambda: worker.folds)  # held: the rest queue up behind it
+    rest = [asyncio.create_task(fhe.submit(REF, CT, f"u{i}", "x")) for i in range(18)]
+    await until(lambda: len(fhe._aggregates[REF.topic].pending) == 18)
+    worker.gate.set()
+    await asyncio.gather(first, *rest)
+    assert store.load_aggregate("fhe:mood", "k1") == (19, b"19")
+    tree = worker.folds[1:]
+    partial = [f for f in tree if f.total is None]
+    assert [len(f.contributions) for f in partial] == [4, 4, 4, 4, 2]  # concurrent shards
+    [final] = [f for f in tree if f.total is not None]
+    assert final.total == b"1" and final.contributions == (b"4", b"4", b"4", b"4", b"2")
