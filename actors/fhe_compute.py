@@ -31,6 +31,8 @@ class FoldResult:
     total: bytes | None
     #: Per contribution: None when added, else the reason it was refused.
     refused: tuple[str | None, ...]
+    #: The worker replica that computed it (figures only).
+    worker: str = ""
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,8 @@ class FheStreams:
         self._loading: dict[str, asyncio.Lock] = {}
         #: Bytes of contributions queued on this host, not yet taken into a fold.
         self.queued_bytes = 0
+        #: Most worker replicas one fold's partial sums were spread over (figures).
+        self.tree_workers = 0
         #: Whether a topic has subscribers on this host (set by the host).
         self.is_watched: Callable[[str], bool] = lambda topic: False
 
@@ -241,6 +243,7 @@ class FheStreams:
         parts: list[FoldResult] = await asyncio.gather(*(
             call_worker(self.worker, "fold", FoldRequest(key_id, None, shard))
             for shard in shards))
+        self.tree_workers = max(self.tree_workers, len({p.worker for p in parts}))
         partials = tuple(p.total for p in parts if p.total is not None)
         refused = tuple(r for p in parts for r in p.refused)
         if not partials:

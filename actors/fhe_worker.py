@@ -15,6 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from ray import serve
@@ -261,7 +262,15 @@ class FheWorker:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def fold(self, requests: list[FoldRequest]) -> list[FoldResult | ConfideError]:
         self._start()
-        return await self.core.fold_many(requests)
+        results = await self.core.fold_many(requests)
+        me = self._replica_id()
+        return [replace(r, worker=me) if isinstance(r, FoldResult) else r for r in results]
+
+    def _replica_id(self) -> str:
+        try:
+            return str(serve.get_replica_context().replica_id.unique_id)
+        except Exception:  # noqa: BLE001 - figures only
+            return ""
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def score(self, requests: list[ScoreRequest]) -> list[bytes | ConfideError]:

@@ -123,4 +123,6 @@ class StreamOps(HostBase):
             "events": self.log.head,
             "commit_batches": self.committer.batches,
             "committed": self.committer.committed,
+            "fhe_queued_bytes": self.fhe.queued_bytes,
+            "fhe_tree_workers": self.fhe.tree_workers,
         }
