@@ -47,6 +47,9 @@ __all__ = ["FoldRequest", "FoldResult", "ScoreRequest", "as_error"]
 
 log = logging.getLogger("confide.fhe")
 
+#: A worker re-checks that a cached key is still registered at most this often.
+KEY_RECHECK_S = 1.0
+
 _T = TypeVar("_T")
 
 
@@ -66,6 +69,7 @@ class FheWorkerCore(BatchCompute):
         self.store = open_store(settings.store_url())
         self.kernels = get_backend(settings.fhe_backend)
         self._keys: OrderedDict[str, tuple[PublicBundle, KeyMeta, bytes]] = OrderedDict()
+        self._checked: dict[str, float] = {}
         # OpenFHE keeps evaluation keys in process-wide maps: one thread does all FHE work.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhe")
         self.validators = ValidatorPool(settings.fhe_validators,
@@ -136,6 +140,13 @@ class FheWorkerCore(BatchCompute):
 
         cached = self._keys.get(key_id)
         if cached is not None:
+            now = time.monotonic()
+            if now - self._checked.get(key_id, 0.0) > KEY_RECHECK_S:
+                # deletion reaches every replica: a cached key is re-checked each second
+                if not self.store.fhe_key_exists(key_id):
+                    self._keys.pop(key_id, None)
+                    raise NotFound("no such key")
+                self._checked[key_id] = now
             self._keys.move_to_end(key_id)
             return cached
         rec = self.store.get_fhe_key(key_id)
@@ -147,6 +158,7 @@ class FheWorkerCore(BatchCompute):
         meta = KeyMeta.from_dict(rec.meta)
         entry = (bundle, meta, native.output_template(bundle))
         self._keys[key_id] = entry
+        self._checked[key_id] = time.monotonic()
         while len(self._keys) > 8:
             self._keys.popitem(last=False)
         return entry

@@ -118,6 +118,9 @@ class Store(Protocol):
     def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
         """Whether (user, submit id) was already counted in `stream` (any key)."""
         ...
+    def fhe_key_exists(self, key_id: str) -> bool:
+        """Whether the key is registered (cheap: no blobs read)."""
+        ...
     # --- end fhe helper additions ---
 
     def close(self) -> None: ...

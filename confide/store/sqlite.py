@@ -378,6 +378,9 @@ class SqliteStore:
             (stream, user, submit_id),
         ))
 
+    def fhe_key_exists(self, key_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM fhe_keys WHERE key_id = ?", (key_id,)))
+
     # --- end fhe helper additions ---
 
     def close(self) -> None:

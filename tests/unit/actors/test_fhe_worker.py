@@ -97,3 +97,17 @@ async def test_fold_many_counts_one_batch(core: FheWorkerCore, keys: KeySet) -> 
     assert core.stats()["batches"] == 1 and core.stats()["batch_mean"] == 4
 
 
+
+
+def test_deleted_key_reaches_a_replica_that_cached_it(
+    core: FheWorkerCore, keys: KeySet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another replica deletes the key (in the store); this one's cache notices."""
+    import actors.fhe_worker as fw
+
+    req = FoldRequest(keys.key_id, None, (ct(keys, [1.0]),))
+    assert isinstance(core._fold_batch([req])[0], FoldResult)  # cached now
+    core.store.delete_fhe_key(keys.key_id)
+    monkeypatch.setattr(fw, "KEY_RECHECK_S", 0.0)
+    assert isinstance(core._fold_batch([req])[0], NotFound)
+    assert keys.key_id not in core._keys

@@ -33,7 +33,9 @@ def test_fold_records_the_aggregate_and_its_contributions(store: SqliteStore) ->
 
 def test_nothing_is_stored_for_a_deleted_key(store: SqliteStore) -> None:
     assert store.fold_aggregate("fhe:a", "k1", 1, b"sum", [("u1", "s1")])
+    assert store.fhe_key_exists("k1") and not store.fhe_key_exists("k2")
     store.delete_fhe_key("k1")
+    assert not store.fhe_key_exists("k1")
     assert store.load_aggregate("fhe:a", "k1") is None
     assert not store.fhe_contribution_seen("fhe:a", "u1", "s1")
     # a fold that was in flight when the key went: no resurrection
