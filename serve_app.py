@@ -172,6 +172,12 @@ class Gateway:
         record_audit(self.core.hosts, who.user, audit.KEY_FETCH, key_id)
         return JSONResponse(result)
 
+    @api.get("/api/fhe/keys/{key_id}/public")
+    async def key_public(self, key_id: str, request: Request) -> JSONResponse:
+        """PROTOCOL 1.1: the context and public key (base64), for contributors."""
+        self.core.rest_principal(request.headers.get("authorization"))
+        return JSONResponse(await call_worker(self.fhe, "public_key", key_id))
+
     @api.delete("/api/fhe/keys/{key_id}")
     async def delete_key(self, key_id: str, request: Request) -> Response:
         who = self.core.rest_principal(request.headers.get("authorization"))
@@ -204,8 +210,10 @@ class Gateway:
                      else LinearModel.from_dict(req.model))
         except ValidationError as e:
             raise InvalidMessage(_fields(e)) from None
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, TypeError):
             raise InvalidMessage("model: unknown name or not a linear model") from None
+        except ValueError as e:  # not finite, weights without features, ...
+            raise InvalidMessage(f"model: {e}") from None
         fhe = {"key_id": req.key_id, "model": model.to_dict()}
         host = self.core.hosts.host_for(f"chat:{session_id}")
         result = await host.chat_configure(session_id, who, fhe)

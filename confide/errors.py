@@ -17,6 +17,8 @@ class ErrorCode(str, Enum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     INTERNAL = "internal"
+    #: Load shedding (fhe helper, issue 8): refused, not lost; retry later with backoff.
+    OVERLOADED = "overloaded"
 
 
 class CloseCode(IntEnum):
@@ -89,6 +91,7 @@ class Internal(ConfideError):
 class Overloaded(Internal):
     """Load shedding: the work was refused, not lost; the caller may retry later."""
 
+    code = ErrorCode.OVERLOADED
     http_status = 503
 
 

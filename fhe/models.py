@@ -10,6 +10,7 @@ nor the score: it computes the score under the therapist's key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,13 @@ class LinearModel:
     def __post_init__(self) -> None:
         if len(self.features) != len(self.weights) or not self.weights:
             raise ValueError("a model needs one weight per feature")
+        if not all(math.isfinite(w) for w in (*self.weights, self.bias)):
+            raise ValueError("weights and bias must be finite numbers")
+
+    def check_fits(self, slots: int) -> None:
+        """ValueError when the model has more weights than the key has slots."""
+        if len(self.weights) > slots:
+            raise ValueError(f"{len(self.weights)} weights but the key has {slots} slots")
 
     def vector(self, values: Mapping[str, float]) -> list[float]:
         """A client's feature values in the model's order (missing ones are 0)."""

@@ -167,8 +167,9 @@ class HostActor:
         await self._host.stream_report(source, kind, data)
 
     @_logged
-    async def fhe_submit(self, ref: StreamRef, ciphertext: str) -> None:
-        await self._host.fhe_submit(ref, ciphertext)
+    async def fhe_submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+                         submit_id: str | None = None) -> None:
+        await self._host.fhe_submit(ref, ciphertext, user, submit_id)
 
     @_logged
     async def fhe_key_deleted(self, key_id: str) -> None:

@@ -82,6 +82,7 @@ class HostBase:
         self._streams: dict[str, Watched] = {}
         self._proc = Window()
         self.fhe = FheStreams(settings, self.store, self.publish)
+        self.fhe.is_watched = self._streams.__contains__
         self._tasks: set[asyncio.Task[None]] = set()
         #: Audit events waiting for their batched write (see AuditOps).
         self.audit_buffer = AuditBuffer()

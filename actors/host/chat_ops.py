@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+from actors.fhe_streams import check_model_fits
 from actors.host.base import HostBase
 from actors.host.messages import ChatAnswer, ChatItem, JoinAnswer, Joined, JoinItem, LeaveItem
 from confide import audit
@@ -185,6 +186,7 @@ class ChatOps(HostBase):
         key = await self.fhe.key(str(fhe["key_id"]))
         if key.owner != who.user:
             raise Forbidden("insights must be under the configuring therapist's key")
+        check_model_fits(fhe["model"], key.meta)
         session = await self.session(session_id)
         config = dict(session.config) | {"fhe": fhe}
         await asyncio.to_thread(self.store.set_session_config, session_id, config)
@@ -202,3 +204,4 @@ class ChatOps(HostBase):
         self.audit(who.user, audit.SESSION_END, session_id)
         for e in events:
             self.publish(e)
+

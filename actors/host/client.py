@@ -199,8 +199,10 @@ class HostClient:
     async def stream_report(self, source: str, kind: str, data: dict[str, Any]) -> None:
         await self._wait(self.actor.stream_report.remote(source, kind, data))
 
-    async def fhe_submit(self, ref: StreamRef, ciphertext: str) -> None:
-        await self._wait(self.actor.fhe_submit.remote(ref, ciphertext))
+    async def fhe_submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+                         submit_id: str | None = None) -> None:
+        """Idempotent by (user, submit_id): a retry after a host crash is not counted twice."""
+        await self._wait(self.actor.fhe_submit.remote(ref, ciphertext, user, submit_id))
 
     def fhe_key_deleted(self, key_id: str) -> None:
         """Fire and forget: the host drops its cached key record."""

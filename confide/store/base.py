@@ -6,6 +6,7 @@ event loop run them in a thread. A backend is chosen by URL with `open_store`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -116,6 +117,23 @@ class Store(Protocol):
     def prune_audit(self, before: float) -> int:
         """Delete events with `ts < before`; how many were deleted."""
         ...
+
+    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
+    def fold_aggregate(
+        self, stream: str, key_id: str, count: int, total: bytes,
+        contributions: Sequence[tuple[str, str]],
+    ) -> bool:
+        """In one transaction, only while the key is registered: store the aggregate and
+        record each (user, submit id) as counted. False (nothing written) once the key
+        was deleted."""
+        ...
+    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
+        """Whether (user, submit id) was already counted in `stream` (any key)."""
+        ...
+    def fhe_key_exists(self, key_id: str) -> bool:
+        """Whether the key is registered (cheap: no blobs read)."""
+        ...
+    # --- end fhe helper additions ---
 
     def close(self) -> None: ...
 

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -335,6 +335,7 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("DELETE FROM fhe_keys WHERE key_id = ?", (key_id,))
             db.execute("DELETE FROM fhe_aggregates WHERE key_id = ?", (key_id,))
+            db.execute("DELETE FROM fhe_contributions WHERE key_id = ?", (key_id,))
 
     def save_aggregate(self, stream: str, key_id: str, count: int, total: bytes) -> None:
         with self._tx() as db:
@@ -384,6 +385,38 @@ class SqliteStore:
         """Delete events older than `before`; how many went."""
         with self._tx() as db:
             return int(db.execute(AUDIT_PRUNE, (before,)).rowcount)
+
+    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
+
+    def fold_aggregate(
+        self, stream: str, key_id: str, count: int, total: bytes,
+        contributions: Sequence[tuple[str, str]],
+    ) -> bool:
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM fhe_keys WHERE key_id = ?", (key_id,)).fetchall():
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO fhe_aggregates (stream, key_id, count, total)"
+                " VALUES (?, ?, ?, ?)",
+                (stream, key_id, count, total),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO fhe_contributions (stream, user, submit_id, key_id)"
+                " VALUES (?, ?, ?, ?)",
+                [(stream, user, sid, key_id) for user, sid in contributions],
+            )
+        return True
+
+    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
+        return bool(self._read(
+            "SELECT 1 FROM fhe_contributions WHERE stream = ? AND user = ? AND submit_id = ?",
+            (stream, user, submit_id),
+        ))
+
+    def fhe_key_exists(self, key_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM fhe_keys WHERE key_id = ?", (key_id,)))
+
+    # --- end fhe helper additions ---
 
     def close(self) -> None:
         with self._lock:

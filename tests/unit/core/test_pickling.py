@@ -198,7 +198,7 @@ def test_a_raised_error_round_trips_as_raised() -> None:
 def test_overloaded_keeps_its_status_and_code() -> None:
     clone = assert_round_trips(errors.Overloaded("busy"))
     assert isinstance(clone, errors.Internal)
-    assert (clone.code, clone.http_status) == (errors.ErrorCode.INTERNAL, 503)
+    assert (clone.code, clone.http_status) == (errors.ErrorCode.OVERLOADED, 503)
 
 
 #: How to make each `CloseConnection` from a close code and a reason.

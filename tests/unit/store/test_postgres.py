@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from confide.audit import AuditRecord
-from confide.store.base import SessionRecord
+from confide.store.base import FheKeyRecord, SessionRecord
 from confide.store.postgres import PostgresStore
 from tests.pgserver import PgServer, fresh_schema
 from tests.unit.store.test_store import message, notification
@@ -273,3 +273,41 @@ def test_a_commit_that_fails_leaves_nothing_and_the_connection_usable(
     one_conn.append_messages([message(1)], 100)
     assert offsets(one_conn) == [1]
     assert _backend_pid(one_conn) == pid
+
+
+# ------------------------------------------------------------------ FHE folds
+
+
+def test_a_fold_racing_a_key_deletion_cannot_resurrect_the_aggregate(
+    pg: PostgresStore, pg_schema_url: str
+) -> None:
+    """The fold waits for a deletion in progress (the key's row is share-locked), then finds
+    no key and stores nothing."""
+    pg.put_fhe_key(FheKeyRecord("k1", "dr", {}, {"context": b"c"}, 1.0))
+    with psycopg.connect(pg_schema_url) as deleter, ThreadPoolExecutor(1) as pool:
+        deleter.execute("DELETE FROM fhe_keys WHERE key_id = 'k1'")  # not committed yet
+        deleter.execute("DELETE FROM fhe_aggregates WHERE key_id = 'k1'")
+        fold = pool.submit(pg.fold_aggregate, "fhe:a", "k1", 1, b"late", [("u1", "s1")])
+        wait_for(lambda: _waiting_on_a_lock(pg_schema_url))
+        assert not fold.done()
+        deleter.commit()
+        assert fold.result(timeout=30) is False
+    assert pg.load_aggregate("fhe:a", "k1") is None
+    assert not pg.fhe_contribution_seen("fhe:a", "u1", "s1")
+
+
+def _waiting_on_a_lock(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
+def test_a_fold_retried_after_an_ambiguous_commit_counts_once(pg: PostgresStore) -> None:
+    pg.put_fhe_key(FheKeyRecord("k1", "dr", {}, {"context": b"c"}, 1.0))
+    _flaky(pg, after_commit=1)
+    assert pg.fold_aggregate("fhe:a", "k1", 2, b"sum2", [("u1", "s1"), ("u2", "s1")])
+    assert pg.load_aggregate("fhe:a", "k1") == (2, b"sum2")
+    assert pg.fhe_contribution_seen("fhe:a", "u2", "s1")
