@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,10 +16,23 @@ import pytest
 from websockets.asyncio.client import connect
 
 from fhe.client import KeySet, generate_keys
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, make_settings
 from tests.integration.wsclient import Raw
 
 Event = tuple[str, str, str, str]  # actor, action, target, outcome
+
+
+@pytest.fixture(scope="module")
+def server(serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shared fixture's server, but accepting the small `test` preset's keys (below
+    128-bit security, refused by default)."""
+    srv = Server(make_settings(tmp_path_factory.mktemp("audit"),
+                               fhe_min_security="HEStd_NotSet"), serve_port)
+    srv.deploy()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture(scope="module")
