@@ -69,10 +69,15 @@ def secure_directory(path: Path) -> None:
 
 
 def secure_files(path: str) -> None:
-    """The database and its -wal and -shm files: owner read/write only (0600)."""
+    """The database and its -wal and -shm files: owner read/write only (0600). A file of
+    another user is left as it is (with a warning)."""
     for name in (path, f"{path}-wal", f"{path}-shm"):
-        with suppress(FileNotFoundError):
+        try:
             os.chmod(name, FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("cannot make a database file owner-only (not its owner)")
 
 
 class SqliteStore:
