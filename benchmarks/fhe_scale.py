@@ -116,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
             def token(sub: str, role: str = "client") -> str:
                 return mint_token(SECRET, sub, role=role, ttl_s=3600)
 
-            r = httpx.post(f"http://127.0.0.1:{port}/api/fhe/keys", json=keys.bundle.to_json(),
-                           headers={"Authorization": f"Bearer {token('owner', 'therapist')}"},
-                           timeout=300)
+            for _ in range(60):  # the previous run's replicas may still be going away
+                r = httpx.post(f"http://127.0.0.1:{port}/api/fhe/keys",
+                               json=keys.bundle.to_json(), timeout=300,
+                               headers={"Authorization": f"Bearer {token('owner', 'therapist')}"})
+                if r.status_code == 201:
+                    break
+                time.sleep(1.0)
             r.raise_for_status()
             for case, streams, each in (
                 ("one busy stream", [f"fhe:busy-{workers}"], busy),
