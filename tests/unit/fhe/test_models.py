@@ -25,5 +25,5 @@ def test_weights_must_fit_the_slots() -> None:
 
 
 def test_non_numbers_refused_without_echoing_them() -> None:
-    with pytest.raises(ValueError, match="^weights and bias must be numbers$"):
+    with pytest.raises(ValueError, match=r"^weights and bias must be numbers$"):
         LinearModel.from_dict({"name": "m", "weights": ["lots"]})
