@@ -47,4 +47,6 @@ def test_worker_deployment_uses_the_policy() -> None:
 
     options = fhe_worker_options(Settings(jwt_secret="x" * 32))
     config = AutoscalingConfig(**options["autoscaling_config"])
-    assert config.policy.get_policy() is backlog_policy
+    policy = config.policy.get_policy()  # a cloudpickled copy of it
+    assert (policy.__module__, policy.__name__) == ("actors.fhe_autoscale", "backlog_policy")
+    assert policy(Ctx(1, 16, {BACKLOG: {"r": 16.0}}))[0] == 2.0
