@@ -116,6 +116,11 @@ class FheStreams:
             self._keys[key_id] = rec
         return rec
 
+    @property
+    def queued_count(self) -> int:
+        """Contributions queued on this host, not yet taken into a fold."""
+        return sum(len(agg.pending) for agg in self._aggregates.values())
+
     def forget_key(self, key_id: str) -> None:
         """The key was deleted: drop it and its aggregates (in-flight folds store nothing)."""
         self._keys.pop(key_id, None)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from ray import serve
 
+from actors.fhe_autoscale import BACKLOG, POLICY, backlog_folds
 from actors.fhe_compute import (
     BatchCompute,
     FoldRequest,
@@ -228,6 +229,7 @@ class FheWorker:
         self.score.set_max_batch_size(self.settings.fhe_max_batch)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(self.settings.fhe_batch_wait_s)  # type: ignore[attr-defined]
         self._reporter: asyncio.Task[None] | None = None
+        self._queued = 0
         with contextlib.suppress(RuntimeError):  # no running loop here: start on first use
             asyncio.get_running_loop()
             self._start()
@@ -252,11 +254,32 @@ class FheWorker:
         index = host_index("stream:system", self.settings.hosts)
         while True:
             await asyncio.sleep(1.0)
+            await self._read_backlog()
             try:
                 host = ray.get_actor(host_name(index), namespace=self.settings.ray_namespace)
                 host.stream_report.remote(source, "fhe", self.core.stats())
             except Exception:  # analytics must never disturb the worker
                 log.debug("could not report worker figures", exc_info=True)
+
+    async def _read_backlog(self) -> None:
+        """The hosts' queued contributions, for `record_autoscaling_stats`."""
+        import ray
+
+        from actors.routing import host_name
+
+        try:
+            hosts = [ray.get_actor(host_name(k), namespace=self.settings.ray_namespace)
+                     for k in range(self.settings.hosts)]
+            stats = await asyncio.wait_for(
+                asyncio.gather(*(h.stats.remote() for h in hosts)), 2.0)
+            self._queued = sum(int(s.get("fhe_queued", 0)) for s in stats)
+        except Exception:  # autoscaling input only; keep the last figure
+            log.debug("could not read the hosts' backlog", exc_info=True)
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve custom autoscaling metric (actors/fhe_autoscale.py)."""
+        self._start()
+        return {BACKLOG: backlog_folds(self._queued, self.settings.fhe_shard_size)}
 
     async def register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
         self._start()
@@ -313,6 +336,7 @@ def fhe_worker_options(settings: Settings) -> dict[str, Any]:
             "upscale_delay_s": settings.fhe_upscale_delay_s,
             "downscale_delay_s": settings.fhe_downscale_delay_s,
             "metrics_interval_s": 1.0,
+            "policy": {"policy_function": POLICY},  # ongoing requests + the hosts' backlog
             "look_back_period_s": 2.0,
         },
     }

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     fhe_validator_timeout_s: float = Field(default=60.0, gt=0)
     #: A stream's fold of at least two shards of this many contributions is split into
     #: concurrent partial sums across the workers (a tree of partial sums).
-    fhe_shard_size: int = Field(default=32, ge=1)
+    fhe_shard_size: int = Field(default=16, ge=1)
     # --- end fhe helper additions ---
     tls_cert: Path | None = None
     tls_key: Path | None = None

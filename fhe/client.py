@@ -64,7 +64,8 @@ def generate_keys(preset: str | Preset = "aggregation") -> KeySet:
 
 
 def keys_from_context(
-    cc: object, rotation_steps: Sequence[int] = (), *, name: str = "custom"
+    cc: object, rotation_steps: Sequence[int] = (), *, name: str = "custom",
+    pair: object = None,
 ) -> KeySet:
     """A new key pair for any OpenFHE CKKS context the caller built (any parameters,
     any scaling technique; PKE, KEYSWITCH and LEVELEDSHE enabled), with relinearization
@@ -72,20 +73,20 @@ def keys_from_context(
     from typing import Any, cast
 
     ctx = cast(Any, cc)
-    pair = ctx.KeyGen()
-    tag = pair.secretKey.GetKeyTag()
-    ctx.EvalMultKeyGen(pair.secretKey)
+    kp = cast(Any, pair) if pair is not None else ctx.KeyGen()  # or the caller's live pair
+    tag = kp.secretKey.GetKeyTag()
+    ctx.EvalMultKeyGen(kp.secretKey)
     rotation = None
     if rotation_steps:
-        ctx.EvalAtIndexKeyGen(pair.secretKey, list(rotation_steps))
+        ctx.EvalAtIndexKeyGen(kp.secretKey, list(rotation_steps))
         rotation = RotationKeysBlob(openfhe.SerializeEvalAutomorphismKeyString(native.BINARY, tag))
     bundle = PublicBundle(
         context=CryptoContextBlob(native.serialize(ctx)),
-        public_key=PublicKeyBlob(native.serialize(pair.publicKey)),
+        public_key=PublicKeyBlob(native.serialize(kp.publicKey)),
         eval_mult_key=EvalMultKeyBlob(openfhe.SerializeEvalMultKeyString(native.BINARY, tag)),
         rotation_keys=rotation,
     )
-    return KeySet(name, bundle, SecretKeyBlob(native.serialize(pair.secretKey)))
+    return KeySet(name, bundle, SecretKeyBlob(native.serialize(kp.secretKey)))
 
 
 def encrypt(

@@ -49,10 +49,14 @@ class LinearModel:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LinearModel:
-        weights = tuple(float(w) for w in d["weights"])
+        try:
+            weights = tuple(float(w) for w in d["weights"])
+            bias = float(d.get("bias", 0.0))
+        except (TypeError, ValueError):
+            raise ValueError("weights and bias must be numbers") from None
         features = tuple(str(f) for f in d.get("features", [f"x{i}" for i in
                                                             range(len(weights))]))
-        return cls(str(d["name"]), features, weights, float(d.get("bias", 0.0)))
+        return cls(str(d["name"]), features, weights, bias)
 
 
 MOOD_RISK_V1 = LinearModel(

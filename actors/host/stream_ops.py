@@ -124,5 +124,6 @@ class StreamOps(HostBase):
             "commit_batches": self.committer.batches,
             "committed": self.committer.committed,
             "fhe_queued_bytes": self.fhe.queued_bytes,
+            "fhe_queued": self.fhe.queued_count,
             "fhe_tree_workers": self.fhe.tree_workers,
         }

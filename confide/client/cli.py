@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from confide.client import fhe as fhe_commands
-from confide.client import terminal
+from confide.client import fhe_sessions, terminal
 from confide.client.errors import ClientError
 from confide.tokens import DEV_SECRET_FILE, ROLES, mint_token
 from fhe.presets import PRESETS
@@ -297,7 +297,7 @@ def add_fhe_sessions(fhe_sub: Any) -> None:
     )
     config.add_argument("--token", help="default: CONFIDE_TOKEN")
     config.set_defaults(
-        run=lambda a: fhe_commands.session_config_command(
+        run=lambda a: fhe_sessions.session_config_command(
             a.url, _token(a), a.session, a.key_id, a.dir, a.model
         )
     )
@@ -312,7 +312,7 @@ def add_fhe_sessions(fhe_sub: Any) -> None:
     )
     feats.add_argument("--token", help="default: CONFIDE_TOKEN")
     feats.set_defaults(
-        run=lambda a: fhe_commands.features_command(
+        run=lambda a: fhe_sessions.features_command(
             a.url, _token(a), a.key_id, a.values, a.model
         )
     )

@@ -33,7 +33,7 @@ def srv(serve_port: int, tmp_path_factory: pytest.TempPathFactory,
         keys: KeySet) -> Iterator[Server]:
     settings = make_settings(
         tmp_path_factory.mktemp("fhe-submits"), fhe_worker_cpus=0.5, fhe_max_workers=1,
-        fhe_flush_s=1.0, fhe_min_security="HEStd_NotSet", fhe_host_queue_bytes=QUEUE_BYTES,
+        fhe_flush_s=2.0, fhe_min_security="HEStd_NotSet", fhe_host_queue_bytes=QUEUE_BYTES,
         fhe_user_inflight=3,
     )
     server = Server(settings, serve_port)
@@ -86,7 +86,7 @@ async def test_resubmitted_id_counted_once_across_a_host_restart(
 async def test_per_user_inflight_cap(srv: Server, keys: KeySet) -> None:
     stream = f"fhe:cap-{uuid.uuid4().hex[:6]}"
     raw, _ = await Raw.open(srv.ws("/ws/analytics"), srv.token("busy-user"))
-    for i in range(5):  # all inside one flush window (1 s): none acked yet
+    for i in range(5):  # all inside one flush window (2 s): none acked yet
         await raw.send({"type": "submit", "id": f"c{i}", "stream": stream,
                         "key_id": keys.key_id, "ciphertext": ct(keys, 1.0)})
     answers = await raw.collect(lambda f: f["type"] in ("ack", "error"), 5, timeout=60)

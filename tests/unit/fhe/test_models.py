@@ -22,3 +22,8 @@ def test_weights_must_fit_the_slots() -> None:
     MOOD_RISK_V1.check_fits(8)
     with pytest.raises(ValueError, match="8 weights but the key has 4 slots"):
         MOOD_RISK_V1.check_fits(4)
+
+
+def test_non_numbers_refused_without_echoing_them() -> None:
+    with pytest.raises(ValueError, match=r"^weights and bias must be numbers$"):
+        LinearModel.from_dict({"name": "m", "weights": ["lots"]})
