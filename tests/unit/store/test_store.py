@@ -1,6 +1,7 @@
 """The store suite, run over both backends (fixtures in conftest.py): sessions, messages,
-notifications, FHE keys and aggregates; the audit trail is in test_store_audit.py.
-SQLite- and PostgreSQL-only behaviour lives in test_sqlite.py and test_postgres.py."""
+notifications, FHE keys and aggregates; the audit trail and the FHE contributions are in
+test_store_audit.py and test_store_fhe.py. SQLite- and PostgreSQL-only behaviour lives in
+test_sqlite.py, test_sqlite_hardening.py and test_postgres.py."""
 
 from __future__ import annotations
 
