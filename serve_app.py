@@ -27,11 +27,16 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.fhe_worker import FheWorker, call_worker, fhe_worker_options
-from confide import strictjson
+from confide import audit, strictjson
+from confide.audit import Outcome
 from confide.config import Settings, actor_config, settings_from_actor_config
-from confide.errors import CloseConnection, ConfideError, InvalidMessage
+from confide.errors import CloseConnection, ConfideError, Forbidden, InvalidMessage
 from confide.inbox import NotificationRequest, check_producer
+from confide.protocol import AuditQuery
+from confide.store.sqlite import secure_directory
 from fhe.models import MODELS, LinearModel
+from gateway.audit import AUDIT_ENTITY
+from gateway.audit import record as record_audit
 from gateway.bodylimit import BodyLimit, BodyLimits
 from gateway.pumps.analytics import AnalyticsPump
 from gateway.pumps.chat import ChatPump
@@ -51,13 +56,33 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 @api.exception_handler(ConfideError)
-async def _confide_error(_: Request, exc: ConfideError) -> JSONResponse:
+async def _confide_error(request: Request, exc: ConfideError) -> JSONResponse:
+    if exc.http_status == 403:
+        _audit(request, "denied")
     return _error(exc.http_status, exc.code.value, exc.message)
 
 
 @api.exception_handler(CloseConnection)
-async def _auth_error(_: Request, exc: CloseConnection) -> JSONResponse:
+async def _auth_error(request: Request, exc: CloseConnection) -> JSONResponse:
+    _audit(request, "unauthenticated")
     return _error(401, "unauthorized", exc.reason)
+
+
+@api.exception_handler(Exception)
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen (a failing store, e.g. a full disk) is a 500 `internal` with
+    no detail, in the API's error shape."""
+    return _error(500, "internal", "internal error")
+
+
+def _audit(request: Request, outcome: Outcome = "ok") -> None:
+    """Record the request in the audit trail (by route: see gateway/audit.py)."""
+    core: GatewayReplica | None = getattr(request.app.state, "gateway", None)
+    if core is None:
+        return
+    route = request.scope.get("route")
+    core.audit_rest(request.method, getattr(route, "path", None), dict(request.path_params),
+                    request.url.path, request.headers.get("authorization"), outcome)
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -96,6 +121,7 @@ class Gateway:
         self.core = GatewayReplica(settings_from_actor_config(settings))
         body_limits.configure(self.core.settings)
         self.fhe = fhe
+        api.state.gateway = self.core  # the REST error handlers record refusals through it
 
     @api.websocket("/ws/chat/{session_id}")
     async def chat(self, websocket: WebSocket, session_id: str) -> None:
@@ -141,20 +167,44 @@ class Gateway:
         if not isinstance(body, dict):
             raise InvalidMessage("body must be a JSON object")
         result = await call_worker(self.fhe, "register", who.user, body)
+        record_audit(self.core.hosts, who.user, audit.KEY_REGISTER, str(result["key_id"]))
         return JSONResponse(result, status_code=201)
 
     @api.get("/api/fhe/keys/{key_id}")
     async def key_info(self, key_id: str, request: Request) -> JSONResponse:
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        result = await call_worker(self.fhe, "key_info", key_id)
+        record_audit(self.core.hosts, who.user, audit.KEY_FETCH, key_id)
+        return JSONResponse(result)
+
+    @api.get("/api/fhe/keys/{key_id}/public")
+    async def key_public(self, key_id: str, request: Request) -> JSONResponse:
+        """PROTOCOL 1.1: the context and public key (base64), for contributors."""
         self.core.rest_principal(request.headers.get("authorization"))
-        return JSONResponse(await call_worker(self.fhe, "key_info", key_id))
+        return JSONResponse(await call_worker(self.fhe, "public_key", key_id))
 
     @api.delete("/api/fhe/keys/{key_id}")
     async def delete_key(self, key_id: str, request: Request) -> Response:
         who = self.core.rest_principal(request.headers.get("authorization"))
         await call_worker(self.fhe, "delete_key", key_id, who)
+        record_audit(self.core.hosts, who.user, audit.KEY_DELETE, key_id)
         for host in self.core.hosts.hosts:
             host.fhe_key_deleted(key_id)
         return Response(status_code=204)
+
+    @api.get("/api/audit")
+    async def audit_trail(self, request: Request) -> JSONResponse:
+        """Access events, newest first (admins only; PROTOCOL 1.1, "Audit trail")."""
+        who = self.core.rest_principal(request.headers.get("authorization"))
+        if who.role != "admin":
+            raise Forbidden("only admins may read the audit trail")
+        try:
+            query = AuditQuery.model_validate(dict(request.query_params))
+        except ValidationError as e:
+            raise InvalidMessage(_fields(e)) from None
+        events = await self.core.hosts.host_for(AUDIT_ENTITY).audit_query(query)
+        record_audit(self.core.hosts, who.user, audit.AUDIT_READ, "audit")
+        return JSONResponse(events.dump())
 
     @api.put("/api/sessions/{session_id}/fhe")
     async def configure_session(self, session_id: str, request: Request) -> JSONResponse:
@@ -165,8 +215,10 @@ class Gateway:
                      else LinearModel.from_dict(req.model))
         except ValidationError as e:
             raise InvalidMessage(_fields(e)) from None
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, TypeError):
             raise InvalidMessage("model: unknown name or not a linear model") from None
+        except ValueError as e:  # not finite, weights without features, ...
+            raise InvalidMessage(f"model: {e}") from None
         fhe = {"key_id": req.key_id, "model": model.to_dict()}
         host = self.core.hosts.host_for(f"chat:{session_id}")
         result = await host.chat_configure(session_id, who, fhe)
@@ -231,7 +283,7 @@ def main() -> None:
     # ~/.ray/auth_token (or reads RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH).
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_directory(settings.data_dir)  # 0700: the database and the dev secret live here
     secret_note = (
         "CONFIDE_JWT_SECRET" if settings.jwt_secret
         else f"the dev secret in {settings.data_dir / 'dev-jwt-secret'}"

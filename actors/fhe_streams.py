@@ -4,6 +4,13 @@ Contributions wait briefly in a per-(stream, key) queue, then one `fold` request
 FHE workers adds them all to the running sum (limb kernels, batched). The new sum is
 stored before the contributors get their `ack`; subscribers (the key's owner only) get
 an `aggregate` at most once a second.
+
+Submits are idempotent by (user, stream, id): the new sum and the ids it counts are
+stored in one transaction (`Store.fold_aggregate`), so a resubmitted id is acked again
+and not counted twice, across host restarts too. The host's queue is bounded in bytes
+(`fhe_host_queue_bytes`): past it a submit is refused `overloaded`. A fold that finishes
+after its key was deleted stores nothing (the store checks the key in the same
+transaction), and the in-memory aggregate goes with it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ from actors.ray_errors import unwrap
 from confide.analytics import StreamRef, Throttle
 from confide.auth import Principal
 from confide.config import Settings
-from confide.errors import ConfideError, Forbidden, Internal, InvalidMessage, NotFound
+from confide.errors import (
+    ConfideError,
+    Forbidden,
+    Internal,
+    InvalidMessage,
+    NotFound,
+    Overloaded,
+)
 from confide.events import Event
 from confide.protocol import Insight
 from confide.store import FheKeyRecord, Store
@@ -39,16 +53,32 @@ def decode_ciphertext(text: str) -> bytes:
         raise InvalidMessage("ciphertext is not valid base64") from None
 
 
+#: (user, submit id) of a contribution, or None when it has no identity.
+Ident = tuple[str, str] | None
+
+
+@dataclass
+class _Pending:
+    data: bytes
+    done: asyncio.Future[None]
+    ident: Ident
+
+
 @dataclass
 class _Aggregate:
     ref: StreamRef
     count: int
     total: bytes | None
-    pending: list[tuple[bytes, asyncio.Future[None]]] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     dirty: bool = False
     throttle: Throttle = field(default_factory=Throttle)
     touched: float = field(default_factory=time.monotonic)
+    #: Contributions queued or being folded, by identity (a resubmit waits on the first).
+    inflight: dict[tuple[str, str], asyncio.Future[None]] = field(default_factory=dict)
+    #: Bumped after every stored fold (a store lookup that straddles one is redone).
+    generation: int = 0
+    deleted: bool = False
 
 
 class FheStreams:
@@ -62,6 +92,12 @@ class FheStreams:
         self._aggregates: dict[str, _Aggregate] = {}
         self._keys: dict[str, FheKeyRecord] = {}
         self._loading: dict[str, asyncio.Lock] = {}
+        #: Bytes of contributions queued on this host, not yet taken into a fold.
+        self.queued_bytes = 0
+        #: Most worker replicas one fold's partial sums were spread over (figures).
+        self.tree_workers = 0
+        #: Whether a topic has subscribers on this host (set by the host).
+        self.is_watched: Callable[[str], bool] = lambda topic: False
 
     @property
     def worker(self) -> Any:
@@ -80,8 +116,18 @@ class FheStreams:
             self._keys[key_id] = rec
         return rec
 
+    @property
+    def queued_count(self) -> int:
+        """Contributions queued on this host, not yet taken into a fold."""
+        return sum(len(agg.pending) for agg in self._aggregates.values())
+
     def forget_key(self, key_id: str) -> None:
+        """The key was deleted: drop it and its aggregates (in-flight folds store nothing)."""
         self._keys.pop(key_id, None)
+        for topic, agg in list(self._aggregates.items()):
+            if agg.ref.key_id == key_id:
+                agg.deleted = True
+                del self._aggregates[topic]
 
     async def _aggregate(self, ref: StreamRef) -> _Aggregate:
         agg = self._aggregates.get(ref.topic)
@@ -103,28 +149,52 @@ class FheStreams:
         """Drop idle aggregates from memory (their sums are in the store) and cached keys."""
         for topic, agg in list(self._aggregates.items()):
             busy = agg.pending or (agg.task is not None and not agg.task.done())
+            busy = busy or bool(agg.inflight)
             if not busy and not agg.dirty and topic not in watched and agg.touched < cutoff:
                 del self._aggregates[topic]
         self._keys.clear()
 
     # ------------------------------------------------------------- analytics
 
-    async def submit(self, ref: StreamRef, ciphertext: str) -> None:
-        """Fold one contribution in; returns once the new sum is stored."""
+    async def submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+                     submit_id: str | None = None) -> None:
+        """Fold one contribution in; returns once the new sum is stored (at once when
+        (user, submit_id) was already counted in this stream)."""
         assert ref.key_id is not None
         await self.key(ref.key_id)
         data = decode_ciphertext(ciphertext)
-        agg = await self._aggregate(ref)
+        ident: Ident = (user, submit_id) if user is not None and submit_id is not None else None
+        while True:
+            agg = await self._aggregate(ref)
+            if ident is not None:
+                earlier = agg.inflight.get(ident)
+                if earlier is not None:  # the same contribution is on its way: its answer
+                    await asyncio.shield(earlier)
+                    return
+                generation = agg.generation
+                if await asyncio.to_thread(self.store.fhe_contribution_seen, ref.name, *ident):
+                    return
+                if agg.generation != generation or ident in agg.inflight:
+                    continue  # a fold finished meanwhile: look again
+            if self._aggregates.get(ref.topic) is agg:  # not evicted or deleted meanwhile
+                break
+        if self.queued_bytes + len(data) > self.settings.fhe_host_queue_bytes:
+            raise Overloaded("encrypted computation is overloaded; retry later")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        agg.pending.append((data, done))
+        agg.pending.append(_Pending(data, done, ident))
+        self.queued_bytes += len(data)
+        if ident is not None:
+            agg.inflight[ident] = done
+            done.add_done_callback(lambda _: agg.inflight.pop(ident, None))
         if agg.task is None or agg.task.done():
             agg.task = asyncio.create_task(self._drain(agg))
-        await done
+        await asyncio.shield(done)  # a caller going away does not cancel the fold
 
     async def _drain(self, agg: _Aggregate) -> None:
         await asyncio.sleep(self.settings.fhe_flush_s)  # gather what arrives meanwhile
         while agg.pending:
             batch, agg.pending = agg.pending[:MAX_FOLD], agg.pending[MAX_FOLD:]
+            self.queued_bytes -= sum(len(p.data) for p in batch)
             try:
                 await self._fold(agg, batch)
             except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets it
@@ -132,28 +202,69 @@ class FheStreams:
                 if not isinstance(err, ConfideError):
                     log.error("folding an aggregate failed: %s", type(err).__name__)
                     err = Internal("encrypted computation failed; retry later")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(err)
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(err)
+        self._evict_if_unwatched(agg)
 
-    async def _fold(self, agg: _Aggregate, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+    async def _fold(self, agg: _Aggregate, batch: list[_Pending]) -> None:
         assert agg.ref.key_id is not None
-        req = FoldRequest(agg.ref.key_id, agg.total, tuple(ct for ct, _ in batch))
-        result: FoldResult = await call_worker(self.worker, "fold", req)
-        accepted = sum(1 for r in result.refused if r is None)
+        if agg.deleted:
+            raise NotFound("no such key")
+        result = await self._sum(agg.ref.key_id, agg.total, [p.data for p in batch])
+        accepted = [p for p, r in zip(batch, result.refused, strict=True) if r is None]
         if accepted and result.total is not None:
-            await asyncio.to_thread(self.store.save_aggregate, agg.ref.name, agg.ref.key_id,
-                                    agg.count + accepted, result.total)
-            agg.count += accepted
+            idents = [p.ident for p in accepted if p.ident is not None]
+            stored = await asyncio.to_thread(
+                self.store.fold_aggregate, agg.ref.name, agg.ref.key_id,
+                agg.count + len(accepted), result.total, idents)
+            if not stored or agg.deleted:  # the key went away meanwhile: nothing counts
+                self.forget_key(agg.ref.key_id)
+                raise NotFound("no such key")
+            agg.count += len(accepted)
             agg.total = result.total
             agg.dirty = True
-        for (_, fut), reason in zip(batch, result.refused, strict=True):
-            if fut.done():
+            agg.generation += 1
+        for p, reason in zip(batch, result.refused, strict=True):
+            if p.done.done():
                 continue
             if reason is None:
-                fut.set_result(None)
+                p.done.set_result(None)
             else:
-                fut.set_exception(InvalidMessage(reason))
+                p.done.set_exception(InvalidMessage(reason))
+
+    async def _sum(self, key_id: str, total: bytes | None, cts: list[bytes]) -> FoldResult:
+        """`total` plus the valid `cts`. A batch of at least two shards is split into
+        shards of `fhe_shard_size` folded concurrently (partial sums, spread over the
+        worker replicas by Serve), then one fold adds the partial sums to the total: a
+        tree of depth two, so a busy stream keeps several workers busy and its backlog
+        shows as ongoing requests to the autoscaler."""
+        size = self.settings.fhe_shard_size
+        if len(cts) < 2 * size:
+            result: FoldResult = await call_worker(
+                self.worker, "fold", FoldRequest(key_id, total, tuple(cts)))
+            return result
+        shards = [tuple(cts[i : i + size]) for i in range(0, len(cts), size)]
+        parts: list[FoldResult] = await asyncio.gather(*(
+            call_worker(self.worker, "fold", FoldRequest(key_id, None, shard))
+            for shard in shards))
+        self.tree_workers = max(self.tree_workers, len({p.worker for p in parts}))
+        partials = tuple(p.total for p in parts if p.total is not None)
+        refused = tuple(r for p in parts for r in p.refused)
+        if not partials:
+            return FoldResult(total, refused)
+        final: FoldResult = await call_worker(self.worker, "fold",
+                                              FoldRequest(key_id, total, partials))
+        if any(r is not None for r in final.refused):  # partial sums are ours: never
+            raise Internal("encrypted computation failed; retry later")
+        return FoldResult(final.total, refused)
+
+    def _evict_if_unwatched(self, agg: _Aggregate) -> None:
+        """An aggregate nobody watches leaves memory once its sum is stored."""
+        topic = agg.ref.topic
+        if (not agg.pending and not self.is_watched(topic)
+                and self._aggregates.get(topic) is agg):
+            del self._aggregates[topic]
 
     async def check_owner(self, ref: StreamRef, who: Principal) -> None:
         assert ref.key_id is not None
@@ -188,8 +299,7 @@ class FheStreams:
             agg.dirty = False
             frame = await self.frame(agg.ref)
             if frame is not None:
-                size = len(frame["sum"]) + len(frame.get("mean", ""))
-                self.publish(Event(topic, frame, size=size))
+                self.publish(Event(topic, frame))
 
     # ----------------------------------------------------------------- chat
 
@@ -224,5 +334,20 @@ class FheStreams:
             return
         frame = Insight(for_offset=offset, key_id=fhe["key_id"], model=model["name"],
                         ciphertext=base64.b64encode(score).decode())
-        self.publish(Event(topic, frame.dump(), only_roles=frozenset({"therapist"}),
-                           size=len(frame.ciphertext)))
+        self.publish(Event(topic, frame.dump(), only_roles=frozenset({"therapist"})))
+
+
+def check_model_fits(model: dict[str, Any], meta: dict[str, Any]) -> None:
+    """A session's model against its key: weights <= slots, finite, and rotation keys to
+    sum the slots (InvalidMessage saying which)."""
+    from fhe.keys import KeyMeta
+    from fhe.models import LinearModel
+
+    key = KeyMeta.from_dict(meta)
+    try:
+        LinearModel.from_dict(model).check_fits(key.slots)
+    except ValueError as e:
+        raise InvalidMessage(f"model: {e}") from None
+    steps = {1 << i for i in range(key.slots.bit_length() - 1)}
+    if key.slots & (key.slots - 1) or not steps <= set(key.rotation_steps):
+        raise InvalidMessage("key: no rotation keys for summing its slots (steps 1, 2, 4, ...)")

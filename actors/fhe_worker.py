@@ -15,11 +15,19 @@ import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from ray import serve
 
+from actors.fhe_autoscale import BACKLOG, POLICY, backlog_folds
+from actors.fhe_compute import (
+    BatchCompute,
+    FoldRequest,
+    FoldResult,
+    ScoreRequest,
+    as_error,
+)
 from confide.auth import Principal
 from confide.config import Settings, settings_from_actor_config
 from confide.errors import (
@@ -34,34 +42,16 @@ from confide.errors import (
 from confide.store import FheKeyRecord, open_store
 from fhe.errors import FheError
 from fhe.keys import KeyMeta, PublicBundle
+from fhe.validator import ValidatorPool
+
+__all__ = ["FoldRequest", "FoldResult", "ScoreRequest", "as_error"]
 
 log = logging.getLogger("confide.fhe")
 
+#: A worker re-checks that a cached key is still registered at most this often.
+KEY_RECHECK_S = 1.0
+
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class FoldRequest:
-    """Add `contributions` to `total` (None: start from the first valid one)."""
-
-    key_id: str
-    total: bytes | None
-    contributions: tuple[bytes, ...]
-
-
-@dataclass(frozen=True)
-class FoldResult:
-    total: bytes | None
-    #: Per contribution: None when added, else the reason it was refused.
-    refused: tuple[str | None, ...]
-
-
-@dataclass(frozen=True)
-class ScoreRequest:
-    key_id: str
-    ciphertext: bytes
-    weights: tuple[float, ...]
-    bias: float
 
 
 def public_info(rec: FheKeyRecord) -> dict[str, Any]:
@@ -70,7 +60,7 @@ def public_info(rec: FheKeyRecord) -> dict[str, Any]:
     return meta | {"owner": rec.owner, "created_at": rec.created_at}
 
 
-class FheWorkerCore:
+class FheWorkerCore(BatchCompute):
     """What a worker replica does, without Serve (driven directly by unit tests)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -80,8 +70,12 @@ class FheWorkerCore:
         self.store = open_store(settings.store_url())
         self.kernels = get_backend(settings.fhe_backend)
         self._keys: OrderedDict[str, tuple[PublicBundle, KeyMeta, bytes]] = OrderedDict()
+        self._checked: dict[str, float] = {}
         # OpenFHE keeps evaluation keys in process-wide maps: one thread does all FHE work.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhe")
+        self.validators = ValidatorPool(settings.fhe_validators,
+                                        settings.fhe_validator_memory_mb,
+                                        settings.fhe_validator_timeout_s)
         self.batches = 0
         self.batched_requests = 0
         self.inflight = 0
@@ -96,23 +90,23 @@ class FheWorkerCore:
     # ------------------------------------------------------------ key registry
 
     def _register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
-        from fhe.bundle import validate_bundle
-
+        """Validate (in a validator process: fhe/validator.py) and store a key bundle."""
         bundle = PublicBundle.from_json(body)
         existing = self.store.get_fhe_key(bundle.key_id)
         if existing is not None:
             if existing.owner != owner:
                 raise Conflict("this key is registered by another user")
             return {"key_id": existing.key_id}
-        meta = validate_bundle(bundle)
+        meta = self.validators.validate(bundle, self.settings.fhe_min_security)
         record = FheKeyRecord(bundle.key_id, owner, meta.to_dict() | {
             "label": str(body.get("label", ""))[:128]}, bundle.blobs(), time.time())
         self.store.put_fhe_key(record)
         return {"key_id": bundle.key_id}
 
     async def register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Off the FHE thread: OpenFHE never reads an unvalidated upload in this process."""
         try:
-            result: dict[str, Any] = await self._run(self._register, owner, body)
+            result: dict[str, Any] = await asyncio.to_thread(self._register, owner, body)
         except FheError as e:
             raise InvalidMessage(str(e)) from None
         return result
@@ -122,6 +116,15 @@ class FheWorkerCore:
         if rec is None:
             raise NotFound("no such key")
         return public_info(rec)
+
+    async def public_key(self, key_id: str) -> dict[str, Any]:
+        """`GET /api/fhe/keys/{key_id}/public`: what a contributor needs to encrypt."""
+        rec = await asyncio.to_thread(self.store.get_fhe_key, key_id)
+        if rec is None:
+            raise NotFound("no such key")
+        return {"key_id": rec.key_id, "owner": rec.owner,
+                "context": base64.b64encode(rec.blobs["context"]).decode(),
+                "public_key": base64.b64encode(rec.blobs["public_key"]).decode()}
 
     async def delete_key(self, key_id: str, who: Principal) -> None:
         rec = await asyncio.to_thread(self.store.get_fhe_key, key_id)
@@ -138,6 +141,13 @@ class FheWorkerCore:
 
         cached = self._keys.get(key_id)
         if cached is not None:
+            now = time.monotonic()
+            if now - self._checked.get(key_id, 0.0) > KEY_RECHECK_S:
+                # deletion reaches every replica: a cached key is re-checked each second
+                if not self.store.fhe_key_exists(key_id):
+                    self._keys.pop(key_id, None)
+                    raise NotFound("no such key")
+                self._checked[key_id] = now
             self._keys.move_to_end(key_id)
             return cached
         rec = self.store.get_fhe_key(key_id)
@@ -149,31 +159,12 @@ class FheWorkerCore:
         meta = KeyMeta.from_dict(rec.meta)
         entry = (bundle, meta, native.output_template(bundle))
         self._keys[key_id] = entry
+        self._checked[key_id] = time.monotonic()
         while len(self._keys) > 8:
             self._keys.popitem(last=False)
         return entry
 
     # ---------------------------------------------------------------- compute
-
-    def _fold(self, req: FoldRequest) -> FoldResult:
-        from fhe.ops import aggregate, check_submission
-
-        _, meta, template = self._key(req.key_id)
-        valid: list[bytes] = []
-        refused: list[str | None] = []
-        for ct in req.contributions:
-            try:
-                check_submission(ct, meta)
-            except FheError as e:
-                refused.append(str(e))
-                continue
-            valid.append(ct)
-            refused.append(None)
-        parts = ([req.total] if req.total is not None else []) + valid
-        if not parts:
-            return FoldResult(req.total, tuple(refused))
-        total = aggregate(parts, backend=self.kernels, template=template)
-        return FoldResult(total, tuple(refused))
 
     def _score(self, req: ScoreRequest) -> bytes:
         from fhe.evaluator import score
@@ -192,12 +183,14 @@ class FheWorkerCore:
     async def fold_many(self, requests: list[FoldRequest]) -> list[FoldResult | ConfideError]:
         self.batches += 1
         self.batched_requests += len(requests)
-        return [await self._guard(self._fold, r) for r in requests]
+        result: list[FoldResult | ConfideError] = await self._run(self._fold_batch, requests)
+        return result
 
     async def score_many(self, requests: list[ScoreRequest]) -> list[bytes | ConfideError]:
         self.batches += 1
         self.batched_requests += len(requests)
-        return [await self._guard(self._score, r) for r in requests]
+        result: list[bytes | ConfideError] = await self._run(self._score_batch, requests)
+        return result
 
     async def mean(self, key_id: str, total: bytes, count: int) -> bytes | None:
         result = await self._guard(self._mean, key_id, total, count)
@@ -236,6 +229,7 @@ class FheWorker:
         self.score.set_max_batch_size(self.settings.fhe_max_batch)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(self.settings.fhe_batch_wait_s)  # type: ignore[attr-defined]
         self._reporter: asyncio.Task[None] | None = None
+        self._queued = 0
         with contextlib.suppress(RuntimeError):  # no running loop here: start on first use
             asyncio.get_running_loop()
             self._start()
@@ -260,11 +254,32 @@ class FheWorker:
         index = host_index("stream:system", self.settings.hosts)
         while True:
             await asyncio.sleep(1.0)
+            await self._read_backlog()
             try:
                 host = ray.get_actor(host_name(index), namespace=self.settings.ray_namespace)
                 host.stream_report.remote(source, "fhe", self.core.stats())
             except Exception:  # analytics must never disturb the worker
                 log.debug("could not report worker figures", exc_info=True)
+
+    async def _read_backlog(self) -> None:
+        """The hosts' queued contributions, for `record_autoscaling_stats`."""
+        import ray
+
+        from actors.routing import host_name
+
+        try:
+            hosts = [ray.get_actor(host_name(k), namespace=self.settings.ray_namespace)
+                     for k in range(self.settings.hosts)]
+            stats = await asyncio.wait_for(
+                asyncio.gather(*(h.stats.remote() for h in hosts)), 2.0)
+            self._queued = sum(int(s.get("fhe_queued", 0)) for s in stats)
+        except Exception:  # autoscaling input only; keep the last figure
+            log.debug("could not read the hosts' backlog", exc_info=True)
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve custom autoscaling metric (actors/fhe_autoscale.py)."""
+        self._start()
+        return {BACKLOG: backlog_folds(self._queued, self.settings.fhe_shard_size)}
 
     async def register(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
         self._start()
@@ -273,13 +288,24 @@ class FheWorker:
     async def key_info(self, key_id: str) -> dict[str, Any]:
         return await self.core.key_info(key_id)
 
+    async def public_key(self, key_id: str) -> dict[str, Any]:
+        return await self.core.public_key(key_id)
+
     async def delete_key(self, key_id: str, who: Principal) -> None:
         await self.core.delete_key(key_id, who)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def fold(self, requests: list[FoldRequest]) -> list[FoldResult | ConfideError]:
         self._start()
-        return await self.core.fold_many(requests)
+        results = await self.core.fold_many(requests)
+        me = self._replica_id()
+        return [replace(r, worker=me) if isinstance(r, FoldResult) else r for r in results]
+
+    def _replica_id(self) -> str:
+        try:
+            return str(serve.get_replica_context().replica_id.unique_id)
+        except Exception:  # noqa: BLE001 - figures only
+            return ""
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def score(self, requests: list[ScoreRequest]) -> list[bytes | ConfideError]:
@@ -314,6 +340,7 @@ def fhe_worker_options(settings: Settings) -> dict[str, Any]:
             "upscale_delay_s": settings.fhe_upscale_delay_s,
             "downscale_delay_s": settings.fhe_downscale_delay_s,
             "metrics_interval_s": 1.0,
+            "policy": {"policy_function": POLICY},  # ongoing requests + the hosts' backlog
             "look_back_period_s": 2.0,
         },
     }

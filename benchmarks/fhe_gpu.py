@@ -121,6 +121,17 @@ def check_ring(name: str, ring: dict[str, Any], backends: list[Kernels]) -> list
                 "ok": agg == ring["sum_sha256"],
             }
         )
+        first, second = cts, cts[: max(1, len(cts) // 2)]
+        batched = ops.aggregate_many([first, second], backend=k)
+        results.append(
+            {
+                "ring": name,
+                "backend": k.name,
+                "check": "aggregate_many == numpy",
+                "ok": batched == [ops.aggregate(first, backend=ref),
+                                  ops.aggregate(second, backend=ref)],
+            }
+        )
         results.append(
             {
                 "ring": name,

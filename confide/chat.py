@@ -130,6 +130,15 @@ class ChatSession:
             return []
         return [self._presence("leave", conn.user)]
 
+    def connection_user(self, conn_id: str) -> str | None:
+        """The user of an attached connection (None when it is not attached)."""
+        conn = self._conns.get(conn_id)
+        return conn.user if conn is not None else None
+
+    def connections_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(conn_id, user) of the connections whose id starts with `prefix`."""
+        return [(c, conn.user) for c, conn in self._conns.items() if c.startswith(prefix)]
+
     def carry_connections(self, previous: ChatSession) -> None:
         """Keep the connections of the entity this one replaces (reloaded after a failure)."""
         self._conns.update(previous._conns)
@@ -213,7 +222,7 @@ class ChatSession:
         return stored
 
     def published(self, stored: StoredMessage) -> Event:
-        return Event(self.topic, stored.frame(), size=_body_size(stored.body))
+        return Event(self.topic, stored.frame())
 
     def committed(self, offset: int) -> None:
         """A message is durable and published (the host calls this in offset order)."""
@@ -251,12 +260,3 @@ class ChatSession:
         top = self.committed_offset + 1
         return top if before is None else min(before, top)
 
-
-def _body_size(body: dict[str, Any]) -> int:
-    """A cheap estimate of a body's size, for the hosts' event log budget."""
-    size = 64
-    for value in body.values():
-        size += len(value) if isinstance(value, str) else 16
-        if isinstance(value, dict):
-            size += _body_size(value)
-    return size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
@@ -81,6 +81,27 @@ class Settings(BaseSettings):
     fhe_downscale_delay_s: float = Field(default=60.0, ge=0)
     #: A stream folds its pending contributions into its sum at least this often.
     fhe_flush_s: float = Field(default=0.2, gt=0)
+    # --- fhe helper (issue 8/9) additions ---
+    #: Security level an uploaded CKKS context must meet (fhe.security; HEStd_NotSet:
+    #: tests only).
+    fhe_min_security: Literal[
+        "HEStd_128_classic", "HEStd_192_classic", "HEStd_256_classic", "HEStd_NotSet"
+    ] = "HEStd_128_classic"
+    #: Contributions a host holds waiting for a fold, in bytes (past it: `overloaded`).
+    fhe_host_queue_bytes: int = Field(default=256 << 20, ge=1)
+    #: Contributions one user may have awaiting their ack on a gateway replica, by count
+    #: and by bytes (past either: `rate_limited`).
+    fhe_user_inflight: int = Field(default=64, ge=1)
+    fhe_user_inflight_bytes: int = Field(default=64 << 20, ge=1)
+    #: Uploaded key bundles are validated in separate processes (fhe/validator.py): how
+    #: many per FHE worker, each one's address-space limit, and how long one may take.
+    fhe_validators: int = Field(default=1, ge=1)
+    fhe_validator_memory_mb: int = Field(default=2048, ge=128)
+    fhe_validator_timeout_s: float = Field(default=60.0, gt=0)
+    #: A stream's fold of at least two shards of this many contributions is split into
+    #: concurrent partial sums across the workers (a tree of partial sums).
+    fhe_shard_size: int = Field(default=16, ge=1)
+    # --- end fhe helper additions ---
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: A file holding the HS256 secret (a mounted Kubernetes Secret); used when
@@ -105,6 +126,12 @@ class Settings(BaseSettings):
     max_pending_handshakes: int = Field(default=256, ge=1)
     #: `POST /api/fhe/keys` bodies (base64 key bundles): 413 `too_large` beyond.
     max_key_bundle_bytes: int = Field(default=64 * 2**20, ge=1024)
+
+    # --- audit trail (issue 9) ---
+    #: Days audit events are kept (HIPAA asks for six years); 0 keeps them for good.
+    audit_retention_days: float = Field(default=2190, ge=0)
+    #: Seconds a host gathers audit events before writing them in one transaction.
+    audit_flush_s: float = Field(default=1.0, gt=0)
 
     def store_url(self) -> str:
         return self.store or f"sqlite:///{(self.data_dir / 'confide.db').resolve()}"

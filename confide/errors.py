@@ -19,6 +19,8 @@ class ErrorCode(str, Enum):
     INTERNAL = "internal"
     #: REST only: a request body over its endpoint's limit (413).
     TOO_LARGE = "too_large"
+    #: Load shedding (fhe helper, issue 8): refused, not lost; retry later with backoff.
+    OVERLOADED = "overloaded"
 
 
 class CloseCode(IntEnum):
@@ -91,6 +93,7 @@ class Internal(ConfideError):
 class Overloaded(Internal):
     """Load shedding: the work was refused, not lost; the caller may retry later."""
 
+    code = ErrorCode.OVERLOADED
     http_status = 503
 
 

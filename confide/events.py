@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,8 +23,8 @@ class Event:
     #: The gateway closes the matching connections with this code after the frame.
     close_code: int | None = None
     seq: int = 0
-    #: Approximate bytes, for the log's memory budget.
-    size: int = 256
+    #: Bytes of the frame as sent (its JSON encoding), set by the event log.
+    size: int = 0
     #: An instruction to the gateways instead of a frame for clients:
     #: "large_frames" (the session's connections now take 8 MiB frames).
     control: Literal["large_frames"] | None = None
@@ -36,12 +37,23 @@ class Event:
         return self.only_roles is None or role in self.only_roles
 
 
+def encoded_size(frame: dict[str, Any]) -> int:
+    """Exact bytes of `frame` as the gateways send it: compact JSON, ASCII-escaped (so one
+    character is one byte), the encoding `gateway.fanout` uses."""
+    try:
+        return len(json.dumps(frame, separators=(",", ":")))
+    except (TypeError, ValueError):  # not JSON: no frame is sent, count its repr instead
+        return len(repr(frame))
+
+
 class EventLog:
     """A bounded, ordered log of events with a cursor per reader (sans-I/O).
 
     Readers ask for everything after their cursor; `lost` is True when the log no
     longer holds events a reader had not yet seen (it must resync from the store).
-    The log keeps at most `capacity` events and about `max_bytes` of them.
+    The log keeps at most `capacity` events and at most `max_bytes` of them, counted
+    exactly (each event's encoded size, computed once as it is appended); the newest
+    event is always kept.
     """
 
     def __init__(self, capacity: int, max_bytes: int = 256 * 2**20) -> None:
@@ -52,12 +64,18 @@ class EventLog:
         self._next_seq = 1
 
     @property
+    def bytes(self) -> int:
+        """Encoded bytes of the events held."""
+        return self._bytes
+
+    @property
     def head(self) -> int:
         """The seq of the newest event (0 when none yet)."""
         return self._next_seq - 1
 
     def append(self, event: Event) -> Event:
-        stamped = dataclasses.replace(event, seq=self._next_seq)
+        stamped = dataclasses.replace(event, seq=self._next_seq,
+                                      size=encoded_size(event.frame))
         self._next_seq += 1
         self._events.append(stamped)
         self._bytes += stamped.size

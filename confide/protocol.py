@@ -389,3 +389,37 @@ server_adapter: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
 def parse_server_frame(data: dict[str, Any]) -> ServerFrame:
     """Used by the SDK: a server frame as its model (raises ValidationError)."""
     return server_adapter.validate_python(data)
+
+
+# --------------------------------------------------------- REST: audit trail (1.1)
+
+
+class AuditQuery(BaseModel):
+    """`GET /api/audit?user=&session=&since=&limit=` (admins only). Query strings are
+    parsed leniently (`limit=50`), then bounded."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    #: Events of this actor.
+    user: str | None = Field(default=None, min_length=1, max_length=128)
+    #: Events whose target is this chat session.
+    session: str | None = Field(default=None, min_length=1, max_length=128)
+    #: Events at or after this time (Unix seconds).
+    since: float | None = Field(default=None, allow_inf_nan=False)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class AuditEvent(Frame):
+    """One access event: no bodies, tokens or ciphertexts, only who did what to which."""
+
+    ts: float
+    actor: str
+    action: str
+    target: str
+    #: `ok`, `denied` (authenticated but not allowed) or `unauthenticated`.
+    outcome: str
+
+
+class AuditEvents(Frame):
+    """The answer of `GET /api/audit`: newest first."""
+
+    events: list[AuditEvent]

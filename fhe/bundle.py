@@ -6,6 +6,11 @@ evaluation keys are OpenFHE's own serializations (deserialized and serialized ag
 give back the same bytes), and the public key parses, by fhe.codec, as a key tag and two
 ring elements that end the blob, and OpenFHE reads it. So what is stored is a context,
 a public key and evaluation keys for that key's tag, nothing else.
+
+Any CKKS scaling technique is accepted. Whether the limb path may add this key's
+ciphertexts is proven per key: two probe encryptions are added by OpenFHE's EvalAdd and
+by the limb path, and only byte-identical results set `KeyMeta.limb_add`; otherwise the
+workers add with OpenFHE itself. The limb ct x pt path is used under FIXEDMANUAL only.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import openfhe
 
 from fhe import native
 from fhe.codec import holds_secret_key, parse_ciphertext, parse_public_key
-from fhe.errors import MalformedCiphertext, MalformedKeyBundle, SecretKeyRefused
+from fhe.errors import FheError, MalformedCiphertext, MalformedKeyBundle, SecretKeyRefused
 from fhe.keys import KeyMeta, PublicBundle
+from fhe.security import check_security
 
 MAX_BYTES = {
     "context": 1 << 20,
@@ -28,6 +34,9 @@ MAX_BYTES = {
 }
 
 _T = TypeVar("_T")
+
+_TECHNIQUES = (openfhe.FIXEDMANUAL, openfhe.FIXEDAUTO, openfhe.FLEXIBLEAUTO,
+               openfhe.FLEXIBLEAUTOEXT)
 
 
 def _single_map_tag(data: bytes, name: str) -> str:
@@ -56,10 +65,29 @@ def _rotation_steps(cc: Any, key_tag: str, slots: int) -> tuple[int, ...]:
     return tuple(s for s in range(1, slots) if cc.FindAutomorphismIndex(s) in indices)
 
 
-def validate_bundle(bundle: PublicBundle) -> KeyMeta:
+def _limb_add_proven(cc: Any, bundle: PublicBundle, template: bytes) -> bool:
+    """Two probe encryptions summed by OpenFHE's EvalAdd and by the limb path agree byte
+    for byte (same level, noise scale degree and scaling factor under this technique)."""
+    from fhe.ops import aggregate
+
+    pk = native.public_key(bundle.public_key)
+    a = cc.Encrypt(pk, cc.MakeCKKSPackedPlaintext([0.25, -1.5, 3.0]))
+    b = cc.Encrypt(pk, cc.MakeCKKSPackedPlaintext([1.0, 2.0, -0.125]))
+    expected = native.serialize(cc.EvalAdd(a, b))
+    try:
+        got = aggregate([native.serialize(a), native.serialize(b)], backend="numpy",
+                        template=template)
+    except FheError:
+        return False
+    return got == expected
+
+
+def validate_bundle(bundle: PublicBundle, *, min_security: str = "HEStd_128_classic") -> KeyMeta:
     """Check an uploaded bundle and describe its key; typed FheError when refused.
 
-    SecretKeyRefused when any blob holds a secret key; MalformedKeyBundle otherwise.
+    SecretKeyRefused when any blob holds a secret key; MalformedKeyBundle otherwise
+    (naming the field or parameter and why). `min_security`: an OpenFHE security level
+    name (fhe.security.LEVELS); the ring must be large enough for the context's modulus.
     Side effect: the evaluation keys are left loaded in OpenFHE's static maps.
     """
     blobs = bundle.blobs()
@@ -73,6 +101,7 @@ def validate_bundle(bundle: PublicBundle) -> KeyMeta:
     except MalformedCiphertext:
         raise MalformedKeyBundle("public_key: not a serialized public key") from None
     tag = block.key_tag
+    check_security(block.ring_dim, block.moduli, min_security)
     for name in ("eval_mult_key", "rotation_keys"):
         if name in blobs and _single_map_tag(blobs[name], name) != tag:
             raise MalformedKeyBundle(f"{name}: keys are not for this public key")
@@ -81,8 +110,12 @@ def validate_bundle(bundle: PublicBundle) -> KeyMeta:
     _canonical("context", native.serialize(cc), bundle.context.data)
     if cc.getSchemeId() != openfhe.SCHEME.CKKSRNS_SCHEME:
         raise MalformedKeyBundle("context: not a CKKS context")
-    if cc.GetScalingTechnique() != openfhe.FIXEDMANUAL:
-        raise MalformedKeyBundle("context: scaling technique must be FIXEDMANUAL")
+    technique = cc.GetScalingTechnique()
+    if technique not in _TECHNIQUES:
+        raise MalformedKeyBundle(
+            f"context: scaling technique {technique.name} is not one of "
+            f"{', '.join(t.name for t in _TECHNIQUES)}"
+        )
     pk = _openfhe("public_key", lambda: native.public_key(bundle.public_key))
     if pk.GetKeyTag() != tag or cc.GetRingDimension() != block.ring_dim:
         raise MalformedKeyBundle("public_key: does not belong to the context")
@@ -107,8 +140,15 @@ def validate_bundle(bundle: PublicBundle) -> KeyMeta:
         native.distrust_eval_keys(tag)
         raise
 
-    fresh = parse_ciphertext(probe)
+    try:
+        fresh = parse_ciphertext(probe)
+    except MalformedCiphertext:
+        native.distrust_eval_keys(tag)
+        raise MalformedKeyBundle(
+            f"context: its ciphertexts ({technique.name}) are not ones this server can check"
+        ) from None
     slots = fresh.slots
+    fixed = technique == openfhe.FIXEDMANUAL and fresh.noise_scale_degree == 1
     return KeyMeta(
         key_id=bundle.key_id,
         key_tag=tag,
@@ -116,9 +156,11 @@ def validate_bundle(bundle: PublicBundle) -> KeyMeta:
         slots=slots,
         depth=int(cc.GetMultiplicativeDepth()),
         moduli=fresh.moduli,
-        scaling_technique="FIXEDMANUAL",
+        scaling_technique=technique.name,
         scaling_factor=fresh.scaling_factor,
         noise_scale_degree=fresh.noise_scale_degree,
         level=fresh.level,
         rotation_steps=_rotation_steps(cc, tag, slots) if "rotation_keys" in blobs else (),
+        limb_add=_limb_add_proven(cc, bundle, probe),
+        limb_mult=fixed,
     )

@@ -20,6 +20,7 @@ from fhe import native
 from fhe.keys import (
     CiphertextBlob,
     CryptoContextBlob,
+    EncryptionKey,
     EvalMultKeyBlob,
     PublicBundle,
     PublicKeyBlob,
@@ -59,24 +60,38 @@ class KeySet:
 def generate_keys(preset: str | Preset = "aggregation") -> KeySet:
     """A new key pair with relinearization keys and the preset's rotation keys."""
     p = get_preset(preset) if isinstance(preset, str) else preset
-    cc = native.new_context(p)
-    pair = cc.KeyGen()
-    tag = pair.secretKey.GetKeyTag()
-    cc.EvalMultKeyGen(pair.secretKey)
+    return keys_from_context(native.new_context(p), p.rotation_steps, name=p.name)
+
+
+def keys_from_context(
+    cc: object, rotation_steps: Sequence[int] = (), *, name: str = "custom",
+    pair: object = None,
+) -> KeySet:
+    """A new key pair for any OpenFHE CKKS context the caller built (any parameters,
+    any scaling technique; PKE, KEYSWITCH and LEVELEDSHE enabled), with relinearization
+    keys and rotation keys for `rotation_steps`."""
+    from typing import Any, cast
+
+    ctx = cast(Any, cc)
+    kp = cast(Any, pair) if pair is not None else ctx.KeyGen()  # or the caller's live pair
+    tag = kp.secretKey.GetKeyTag()
+    ctx.EvalMultKeyGen(kp.secretKey)
     rotation = None
-    if p.rotation_steps:
-        cc.EvalAtIndexKeyGen(pair.secretKey, list(p.rotation_steps))
+    if rotation_steps:
+        ctx.EvalAtIndexKeyGen(kp.secretKey, list(rotation_steps))
         rotation = RotationKeysBlob(openfhe.SerializeEvalAutomorphismKeyString(native.BINARY, tag))
     bundle = PublicBundle(
-        context=CryptoContextBlob(native.serialize(cc)),
-        public_key=PublicKeyBlob(native.serialize(pair.publicKey)),
+        context=CryptoContextBlob(native.serialize(ctx)),
+        public_key=PublicKeyBlob(native.serialize(kp.publicKey)),
         eval_mult_key=EvalMultKeyBlob(openfhe.SerializeEvalMultKeyString(native.BINARY, tag)),
         rotation_keys=rotation,
     )
-    return KeySet(p.name, bundle, SecretKeyBlob(native.serialize(pair.secretKey)))
+    return KeySet(name, bundle, SecretKeyBlob(native.serialize(kp.secretKey)))
 
 
-def encrypt(keys: KeySet | PublicBundle, values: Sequence[float]) -> CiphertextBlob:
+def encrypt(
+    keys: KeySet | PublicBundle | EncryptionKey, values: Sequence[float]
+) -> CiphertextBlob:
     """Encrypt real values (at most the context's slot count) under the public key."""
     bundle = keys.bundle if isinstance(keys, KeySet) else keys
     cc = native.context(bundle.context)

@@ -54,16 +54,59 @@ def _rescale(cc: Any, ct: Any, meta: KeyMeta) -> Any:
         raise IncompatibleCiphertext("ciphertext does not fit the key's context") from None
 
 
+def _openfhe(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except RuntimeError:
+        raise IncompatibleCiphertext("ciphertext does not fit the key's context") from None
+
+
+def add(ciphertexts: Sequence[bytes], bundle: PublicBundle, meta: KeyMeta) -> bytes:
+    """Slot-wise sum by OpenFHE's own EvalAdd chain (keys whose limb sum is not proven
+    byte-identical, KeyMeta.limb_add False): each input framed in the key's template."""
+    if not ciphertexts:
+        raise ValueError("add needs at least one ciphertext")
+    cc = native.context(bundle.context)
+    total = _load(ciphertexts[0], bundle, meta, meta.noise_scale_degree)
+    for data in ciphertexts[1:]:
+        total = _openfhe(cc.EvalAdd, total, _load(data, bundle, meta, meta.noise_scale_degree))
+    return native.serialize(total)
+
+
+def _sum_slots(cc: Any, ct: Any, bias: float, bundle: PublicBundle, meta: KeyMeta) -> bytes:
+    steps = _sum_steps(meta)
+    native.ensure_eval_keys(bundle, meta.key_tag)
+    for step in steps:
+        ct = _openfhe(cc.EvalAdd, ct, _openfhe(cc.EvalRotate, ct, step))
+    return native.serialize(_openfhe(cc.EvalAdd, ct, float(bias)))
+
+
+def score_openfhe(
+    ciphertext: bytes, weights: Sequence[float], bias: float, bundle: PublicBundle,
+    meta: KeyMeta,
+) -> bytes:
+    """w.x + b with OpenFHE's EvalMult by a plaintext (any scaling technique; OpenFHE
+    rescales where its technique says so), then the same rotate-and-add and bias."""
+    check_submission(ciphertext, meta)
+    _sum_steps(meta)
+    if len(weights) > meta.slots:
+        raise IncompatibleCiphertext(f"{len(weights)} weights for {meta.slots} slots")
+    cc = native.context(bundle.context)
+    ct = _load(ciphertext, bundle, meta, meta.noise_scale_degree)
+    plain = cc.MakeCKKSPackedPlaintext([float(w) for w in weights])
+    product = _openfhe(cc.EvalMult, ct, plain)
+    if meta.scaling_technique == "FIXEDMANUAL":
+        product = _rescale(cc, product, meta)
+    return _sum_slots(cc, product, bias, bundle, meta)
+
+
 def finish_score(product: bytes, bias: float, bundle: PublicBundle, meta: KeyMeta) -> bytes:
     """Finish a ct x pt product (fhe.ops.multiply_plain output): Rescale, sum all slots
     by rotations, add `bias`."""
-    steps = _sum_steps(meta)
+    _sum_steps(meta)
     cc = native.context(bundle.context)
     ct = _rescale(cc, _load(product, bundle, meta, 2), meta)
-    native.ensure_eval_keys(bundle, meta.key_tag)
-    for step in steps:
-        ct = cc.EvalAdd(ct, cc.EvalRotate(ct, step))
-    return native.serialize(cc.EvalAdd(ct, float(bias)))
+    return _sum_slots(cc, ct, bias, bundle, meta)
 
 
 def score(
@@ -75,7 +118,10 @@ def score(
     *,
     backend: Kernels | str | None = None,
 ) -> bytes:
-    """Encrypted linear score w.x + b of a fresh ciphertext under the registered key."""
+    """Encrypted linear score w.x + b of a fresh ciphertext under the registered key: the
+    limb ct x pt path where it applies (KeyMeta.limb_mult), else OpenFHE's EvalMult."""
+    if not meta.limb_mult:
+        return score_openfhe(ciphertext, weights, bias, bundle, meta)
     check_submission(ciphertext, meta)
     template = native.output_template(bundle)
     product = multiply_plain(ciphertext, weights, backend=backend, template=template)
@@ -87,7 +133,7 @@ def mean(total: bytes, count: int, bundle: PublicBundle, meta: KeyMeta) -> bytes
     if count < 1:
         raise ValueError("mean needs a positive count")
     cc = native.context(bundle.context)
-    ct = _load(total, bundle, meta, 1)
+    ct = _load(total, bundle, meta, meta.noise_scale_degree)
     try:
         product = cc.EvalMult(ct, 1.0 / count)
     except RuntimeError:

@@ -147,6 +147,36 @@ class PublicBundle:
 
 
 @dataclass(frozen=True)
+class EncryptionKey:
+    """What a contributor needs to encrypt for someone's key: its context and public key
+    (`GET /api/fhe/keys/{key_id}/public`). No evaluation keys, no secret."""
+
+    context: CryptoContextBlob
+    public_key: PublicKeyBlob
+
+    @property
+    def key_id(self) -> str:
+        return self.public_key.key_id
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any], key_id: str | None = None) -> EncryptionKey:
+        """Decode the `/public` answer; MalformedKeyBundle when a field is missing, not
+        base64, or (given `key_id`) the public key is not the one asked for (the key_id is
+        the public key's sha256, so a swapped key cannot pass)."""
+        fields = {}
+        for name in ("context", "public_key"):
+            value = body.get(name)
+            if not isinstance(value, str) or not value:
+                raise MalformedKeyBundle(f"{name}: required base64 string")
+            fields[name] = value
+        key = cls(CryptoContextBlob.from_b64(fields["context"], field_name="context"),
+                  PublicKeyBlob.from_b64(fields["public_key"], field_name="public_key"))
+        if key_id is not None and key.key_id != key_id:
+            raise MalformedKeyBundle("public_key: its sha256 is not the key_id asked for")
+        return key
+
+
+@dataclass(frozen=True)
 class KeyMeta:
     """What the server knows about a registered key; JSON-able for the store.
 
@@ -166,6 +196,10 @@ class KeyMeta:
     level: int
     rotation_steps: tuple[int, ...] = field(default=())
     scheme: str = "CKKS"
+    #: Proven at registration: the limb sum is byte-identical to OpenFHE's EvalAdd here.
+    limb_add: bool = True
+    #: The limb ct x pt (+ OpenFHE Rescale) path applies (FIXEDMANUAL, fresh degree 1).
+    limb_mult: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +215,8 @@ class KeyMeta:
             "noise_scale_degree": self.noise_scale_degree,
             "level": self.level,
             "rotation_steps": list(self.rotation_steps),
+            "limb_add": self.limb_add,
+            "limb_mult": self.limb_mult,
         }
 
     @classmethod
@@ -198,6 +234,8 @@ class KeyMeta:
             noise_scale_degree=int(d["noise_scale_degree"]),
             level=int(d["level"]),
             rotation_steps=tuple(int(s) for s in d.get("rotation_steps", ())),
+            limb_add=bool(d.get("limb_add", True)),
+            limb_mult=bool(d.get("limb_mult", d["scaling_technique"] == "FIXEDMANUAL")),
         )
 
     def public_info(self) -> dict[str, Any]:

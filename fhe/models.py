@@ -10,6 +10,7 @@ nor the score: it computes the score under the therapist's key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,13 @@ class LinearModel:
     def __post_init__(self) -> None:
         if len(self.features) != len(self.weights) or not self.weights:
             raise ValueError("a model needs one weight per feature")
+        if not all(math.isfinite(w) for w in (*self.weights, self.bias)):
+            raise ValueError("weights and bias must be finite numbers")
+
+    def check_fits(self, slots: int) -> None:
+        """ValueError when the model has more weights than the key has slots."""
+        if len(self.weights) > slots:
+            raise ValueError(f"{len(self.weights)} weights but the key has {slots} slots")
 
     def vector(self, values: Mapping[str, float]) -> list[float]:
         """A client's feature values in the model's order (missing ones are 0)."""
@@ -41,10 +49,14 @@ class LinearModel:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LinearModel:
-        weights = tuple(float(w) for w in d["weights"])
+        try:
+            weights = tuple(float(w) for w in d["weights"])
+            bias = float(d.get("bias", 0.0))
+        except (TypeError, ValueError):
+            raise ValueError("weights and bias must be numbers") from None
         features = tuple(str(f) for f in d.get("features", [f"x{i}" for i in
                                                             range(len(weights))]))
-        return cls(str(d["name"]), features, weights, float(d.get("bias", 0.0)))
+        return cls(str(d["name"]), features, weights, bias)
 
 
 MOOD_RISK_V1 = LinearModel(

@@ -33,7 +33,7 @@ def new_context(preset: Preset) -> Any:
     params.SetFirstModSize(preset.first_mod_size)
     params.SetBatchSize(preset.slots)
     params.SetSecurityLevel(getattr(openfhe, preset.security))
-    params.SetScalingTechnique(openfhe.FIXEDMANUAL)
+    params.SetScalingTechnique(getattr(openfhe, preset.scaling_technique))
     params.SetNumLargeDigits(preset.num_large_digits)
     cc = openfhe.GenCryptoContext(params)
     for feature in (openfhe.PKE, openfhe.KEYSWITCH, openfhe.LEVELEDSHE):

@@ -131,3 +131,67 @@ def multiply_plain(
     return write_ciphertext(
         _frame(view, template), k.to_host(out), noise_scale_degree=2, scaling_factor=scale * scale
     )
+
+
+def aggregate_many(
+    groups: Sequence[Sequence[bytes]],
+    *,
+    backend: Kernels | str | None = None,
+    template: bytes | None = None,
+) -> list[bytes]:
+    """One slot-wise sum per group, all groups under one key, in one vectorized limb
+    operation: position j of every group is stacked into one (groups, elements, towers,
+    N) array (zeros where a group is shorter) and the backend sums the positions. Each
+    result is byte-identical to `aggregate(group)` (and so to OpenFHE's EvalAdd chain).
+    """
+    if not groups or any(not g for g in groups):
+        raise ValueError("aggregate_many needs non-empty groups")
+    views = [[parse_ciphertext(c) for c in g] for g in groups]
+    first = views[0][0]
+    _check_same([v for g in views for v in g])
+    k, q = _kernels(backend), _moduli(first)
+    zeros = np.zeros(first.limbs.shape, dtype=np.uint64)
+    longest = max(len(g) for g in views)
+
+    def position(j: int) -> U64:
+        return np.stack([g[j].limbs if j < len(g) else zeros for g in views])
+
+    sums = k.to_host(k.sum_batch((k.to_device(position(j)) for j in range(longest)), q))
+    frame = _frame(first, template)
+    return [
+        write_ciphertext(frame, sums[i], noise_scale_degree=first.noise_scale_degree,
+                         scaling_factor=first.scaling_factor)
+        for i in range(len(groups))
+    ]
+
+
+def multiply_plain_many(
+    ciphertexts: Sequence[bytes],
+    weights: Sequence[Sequence[float]],
+    *,
+    backend: Kernels | str | None = None,
+    template: bytes | None = None,
+) -> list[bytes]:
+    """`multiply_plain` of each ciphertext by its own weights, under one key, as one
+    vectorized product: (R, 2, towers, N) ciphertext limbs times (R, 1, towers, N)
+    plaintexts."""
+    views = [parse_ciphertext(c) for c in ciphertexts]
+    first = views[0]
+    for v in views:
+        check_frame(first, v)
+        if v.fmt != EVALUATION or v.noise_scale_degree != 1:
+            raise IncompatibleCiphertext("multiply_plain needs a fresh ciphertext (scale degree 1)")
+    scale = first.scaling_factor
+    plains = np.stack([
+        plaintext_limbs(tuple(float(x) for x in w), first.ring_dim, first.slots, scale,
+                        first.moduli)[np.newaxis]
+        for w in weights
+    ])
+    k = _kernels(backend)
+    stacked = k.to_device(np.stack([v.limbs for v in views]))
+    out = k.to_host(k.mul(stacked, k.to_device(plains), _moduli(first)))
+    frame = _frame(first, template)
+    return [
+        write_ciphertext(frame, out[i], noise_scale_degree=2, scaling_factor=scale * scale)
+        for i in range(len(views))
+    ]

@@ -24,6 +24,9 @@ class Preset:
     rotation_steps: tuple[int, ...]
     num_large_digits: int
     purpose: str
+    #: OpenFHE's ScalingTechnique name; the server accepts FIXEDMANUAL, FIXEDAUTO,
+    #: FLEXIBLEAUTO and FLEXIBLEAUTOEXT (fhe.bundle).
+    scaling_technique: str = "FIXEDMANUAL"
 
 
 def _powers_of_two_below(n: int) -> tuple[int, ...]:

@@ -12,12 +12,15 @@ from starlette.websockets import WebSocket, WebSocketState
 from actors.directory import Directory
 from actors.host import HostClient
 from actors.ray_export import RayExporter
+from confide.audit import ANONYMOUS, CONNECT, Outcome
 from confide.auth import Principal, TokenVerifier
 from confide.config import Settings
 from confide.connection import authenticate, bearer, frame_limit
 from confide.errors import CloseCode, CloseConnection, Unauthorized
 from confide.metrics import GatewayStats
 from confide.protocol import SUBPROTOCOL, Endpoint, Hello
+from gateway.audit import record as record_audit
+from gateway.audit import rest_action
 from gateway.fanout import Fanout
 from gateway.pumps.base import Pump, PumpContext
 from gateway.transport import bound_inflation
@@ -70,6 +73,16 @@ class GatewayReplica:
             raise Unauthorized("missing bearer token")
         return self.verifier.verify(token)
 
+    def audit_rest(self, method: str, template: str | None, params: dict[str, str],
+                   path: str, authorization: str | None, outcome: Outcome = "ok") -> None:
+        """Record a REST request's access (or its refusal) in the audit trail."""
+        try:
+            actor = self.rest_principal(authorization).user
+        except CloseConnection:
+            actor = ANONYMOUS
+        action, target = rest_action(method, template, params, path)
+        record_audit(self.hosts, actor, action, target, outcome)
+
     def conn_id(self) -> str:
         return f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
 
@@ -104,7 +117,13 @@ class GatewayReplica:
             await self._refuse(ws, endpoint, close)
             return None
 
-    async def _refuse(self, ws: WebSocket, endpoint: Endpoint, close: CloseConnection) -> None:
+    async def _refuse(self, ws: WebSocket, endpoint: Endpoint, close: CloseConnection,
+                      actor: str = ANONYMOUS) -> None:
+        if close.close_code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN):
+            outcome: Outcome = (
+                "unauthenticated" if close.close_code == CloseCode.UNAUTHORIZED else "denied")
+            target = str(ws.path_params.get("session_id") or ws.url.path)
+            record_audit(self.hosts, actor, CONNECT, target, outcome)
         self.stats.closed(endpoint, int(close.close_code))
         if ws.application_state == WebSocketState.CONNECTED:
             await ws.close(int(close.close_code), close.reason)
@@ -119,7 +138,8 @@ class GatewayReplica:
         who, hello = shaken
         if who.role == "service":
             # service tokens may only use REST (PROTOCOL.md, Authentication)
-            await self._refuse(ws, endpoint, CloseConnection(CloseCode.FORBIDDEN, "REST only"))
+            await self._refuse(ws, endpoint, CloseConnection(CloseCode.FORBIDDEN, "REST only"),
+                               who.user)
             return
         conn_id = self.conn_id()
         owner = self.hosts.host_for(f"user:{who.user}")

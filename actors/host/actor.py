@@ -1,7 +1,9 @@
 """`HostActor`: the Ray actor around `Host`, one real method per operation.
 
 Errors cross as the core's own exceptions (`ConfideError`, `CloseConnection`: they
-pickle); anything else is logged here, without message bodies, and re-raised.
+pickle); anything else (a store that fails, e.g. on a full disk) is logged here, without
+message bodies, and crosses as `Internal`: the client gets an `internal` error (REST: 500)
+and its connection stays open.
 """
 
 from __future__ import annotations
@@ -25,11 +27,19 @@ from actors.host.messages import (
 )
 from actors.routing import host_name
 from confide.analytics import StreamRef
+from confide.audit import AuditRecord
 from confide.auth import Principal
 from confide.config import settings_from_actor_config
-from confide.errors import CloseConnection, ConfideError
+from confide.errors import CloseConnection, ConfideError, Internal
 from confide.inbox import NotificationRequest
-from confide.protocol import History, HistoryRequest, Notifications, Status
+from confide.protocol import (
+    AuditEvents,
+    AuditQuery,
+    History,
+    HistoryRequest,
+    Notifications,
+    Status,
+)
 
 log = logging.getLogger("confide.host")
 
@@ -46,7 +56,7 @@ def _logged(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise
         except Exception:
             log.exception("host operation %s failed", method.__name__)
-            raise
+            raise Internal("internal error") from None
 
     return run
 
@@ -157,8 +167,9 @@ class HostActor:
         await self._host.stream_report(source, kind, data)
 
     @_logged
-    async def fhe_submit(self, ref: StreamRef, ciphertext: str) -> None:
-        await self._host.fhe_submit(ref, ciphertext)
+    async def fhe_submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+                         submit_id: str | None = None) -> None:
+        await self._host.fhe_submit(ref, ciphertext, user, submit_id)
 
     @_logged
     async def fhe_key_deleted(self, key_id: str) -> None:
@@ -177,3 +188,13 @@ class HostActor:
     @_logged
     async def stats(self) -> dict[str, Any]:
         return await self._host.stats()
+
+    # ---------------------------------------------------------- audit trail
+
+    @_logged
+    async def audit_record(self, records: list[AuditRecord]) -> list[None]:
+        return await self._host.audit_record(records)
+
+    @_logged
+    async def audit_query(self, query: AuditQuery) -> AuditEvents:
+        return await self._host.audit_query(query)

@@ -15,6 +15,7 @@ from actors.fhe_streams import FheStreams
 from actors.host.commit import GroupCommitter
 from actors.host.messages import Polled
 from confide.analytics import StreamRef, SystemStream, Throttle
+from confide.audit import SESSION_LEAVE, AuditBuffer, Outcome, record
 from confide.chat import IDEMPOTENCY_CACHE, ChatSession
 from confide.coalesce import Coalescer
 from confide.config import Settings
@@ -83,12 +84,18 @@ class HostBase:
         self._streams: dict[str, Watched] = {}
         self._proc = Window()
         self.fhe = FheStreams(settings, self.store, self.publish)
+        self.fhe.is_watched = self._streams.__contains__
         self._tasks: set[asyncio.Task[None]] = set()
         #: Open WebSockets of the users this host owns (PROTOCOL 1.1, per-user cap).
         self.connections = ConnectionCounts()
         #: Status events held back per (session, user): the latest wins (chat_status).
         self.statuses: Coalescer[tuple[str, str], Event] = Coalescer(
             settings.status_interval_s)
+        #: Audit events waiting for their batched write (see AuditOps).
+        self.audit_buffer = AuditBuffer()
+        self._audit_lock = asyncio.Lock()
+        self._audit_flushing = False
+        self._audit_pruned = float("-inf")
 
     # ------------------------------------------------------------ event log
 
@@ -138,7 +145,28 @@ class HostBase:
         """The sweeper and the analytics ticker (on timers; unit tests drive them)."""
         if self._background_loops and not self._loops:
             self._loops = [asyncio.create_task(self._sweep_loop()),
-                           asyncio.create_task(self._tick_loop())]
+                           asyncio.create_task(self._tick_loop()),
+                           asyncio.create_task(self._audit_loop())]
+
+    # ------------------------------------------------------------ audit trail
+
+    def audit(self, actor: str, action: str, target: str, outcome: Outcome = "ok") -> None:
+        """Record an access event: a list append here, written with the next batch."""
+        self.audit_buffer.add(record(self.clock.time(), actor, action, target, outcome))
+        self._flush_when_full()
+
+    def _flush_when_full(self) -> None:
+        if self.audit_buffer.full_batch() and not self._audit_flushing:
+            self._audit_flushing = True
+            self.background(self.flush_audit())
+
+    async def flush_audit(self) -> None:
+        """Write the waiting audit events (AuditOps)."""
+
+    async def _audit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.audit_flush_s)
+            await self.flush_audit()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -178,6 +206,8 @@ class HostBase:
             prefix = f"{reader}:"
             self.connections.drop_prefix(prefix)
             for session in self._sessions.values():
+                for _, user in session.connections_with_prefix(prefix):
+                    self.audit(user, SESSION_LEAVE, session.session_id)
                 for e in session.drop_connections(prefix):
                     self.publish(e)
             for user, inbox in list(self._inboxes.items()):
@@ -202,6 +232,10 @@ class HostBase:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.flush_audit()
+        except Exception:  # noqa: BLE001 - shutting down: the store may be gone
+            log.warning("audit events could not be written at shutdown")
         self.store.close()
 
     def peer(self, index: int) -> Any:

@@ -6,8 +6,10 @@ import asyncio
 import logging
 from typing import Any
 
+from actors.fhe_streams import check_model_fits
 from actors.host.base import HostBase
 from actors.host.messages import ChatAnswer, ChatItem, JoinAnswer, Joined, JoinItem, LeaveItem
+from confide import audit
 from confide.auth import Principal
 from confide.chat import ChatSession
 from confide.errors import CloseConnection, ConfideError, Forbidden, Internal
@@ -31,6 +33,8 @@ class ChatOps(HostBase):
     ) -> Joined:
         session = await self.session(session_id)
         welcome, plan, events = session.join(conn_id, who, resume, quiet)
+        if not quiet:  # a quiet join re-attaches a connection already recorded
+            self.audit(who.user, audit.SESSION_JOIN, session_id)
         for e in events:
             self.publish(e)
         return Joined(welcome, plan.replay_after, plan.upto, bool(session.config.get("fhe")))
@@ -63,6 +67,9 @@ class ChatOps(HostBase):
     async def chat_leave(self, session_id: str, conn_id: str) -> None:
         session = self._sessions.get(session_id)
         if session is not None:
+            user = session.connection_user(conn_id)
+            if user is not None:
+                self.audit(user, audit.SESSION_LEAVE, session_id)
             for e in session.leave(conn_id):
                 self.publish(e)
 
@@ -193,6 +200,7 @@ class ChatOps(HostBase):
         key = await self.fhe.key(str(fhe["key_id"]))
         if key.owner != who.user:
             raise Forbidden("insights must be under the configuring therapist's key")
+        check_model_fits(fhe["model"], key.meta)
         session = await self.session(session_id)
         config = dict(session.config) | {"fhe": fhe}
         await asyncio.to_thread(self.store.set_session_config, session_id, config)
@@ -207,5 +215,7 @@ class ChatOps(HostBase):
         pending = [f for k, f in self._inflight.items() if k[0] == session_id]
         await asyncio.gather(*pending, return_exceptions=True)  # `ended` comes after them
         await asyncio.to_thread(self.store.end_session, session_id, self.clock.time())
+        self.audit(who.user, audit.SESSION_END, session_id)
         for e in events:
             self.publish(e)
+

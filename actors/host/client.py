@@ -26,10 +26,20 @@ from actors.host.messages import (
 )
 from actors.ray_errors import unwrap
 from confide.analytics import StreamRef
+from confide.audit import AuditRecord
 from confide.auth import Principal
 from confide.errors import CloseConnection, ConfideError, Internal
 from confide.inbox import NotificationRequest
-from confide.protocol import Error, History, HistoryRequest, Notifications, Resume, Status
+from confide.protocol import (
+    AuditEvents,
+    AuditQuery,
+    Error,
+    History,
+    HistoryRequest,
+    Notifications,
+    Resume,
+    Status,
+)
 
 log = logging.getLogger("confide.host")
 
@@ -57,6 +67,10 @@ def _leave_failed(item: LeaveItem, exc: Exception) -> None:
     log.warning("a batch of leaves failed: %s", type(exc).__name__)
 
 
+def _audit_failed(item: AuditRecord, exc: Exception) -> None:
+    log.warning("a batch of audit events failed: %s", type(exc).__name__)
+
+
 class HostClient:
     def __init__(self, actor: Any, max_batch: int = MAX_BATCH) -> None:
         self.actor = actor
@@ -70,6 +84,10 @@ class HostClient:
         self.leaves: Batcher[LeaveItem, None] = Batcher(
             lambda items: self._wait(self.actor.chat_leaves.remote(items)),
             _leave_failed, max_batch)
+        #: Audit events of the replica's connections and requests, batched likewise.
+        self.audits: Batcher[AuditRecord, None] = Batcher(
+            lambda items: self._wait(self.actor.audit_record.remote(items)),
+            _audit_failed, max_batch)
 
     async def _wait(self, ref: Any) -> Any:
         """A call's result; errors come back as the core's own exceptions."""
@@ -181,8 +199,10 @@ class HostClient:
     async def stream_report(self, source: str, kind: str, data: dict[str, Any]) -> None:
         await self._wait(self.actor.stream_report.remote(source, kind, data))
 
-    async def fhe_submit(self, ref: StreamRef, ciphertext: str) -> None:
-        await self._wait(self.actor.fhe_submit.remote(ref, ciphertext))
+    async def fhe_submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+                         submit_id: str | None = None) -> None:
+        """Idempotent by (user, submit_id): a retry after a host crash is not counted twice."""
+        await self._wait(self.actor.fhe_submit.remote(ref, ciphertext, user, submit_id))
 
     def fhe_key_deleted(self, key_id: str) -> None:
         """Fire and forget: the host drops its cached key record."""
@@ -197,6 +217,13 @@ class HostClient:
         """Fire and forget (a closing connection's task may be cancelled at any await);
         a lost release is undone when the replica's lease runs out (`reap`)."""
         self.actor.conn_release.remote(user, conn_id)
+    def audit(self, rec: AuditRecord) -> None:
+        """Queue an audit event for this host (no await: batched, off the caller's path)."""
+        self.audits.add(rec, lambda _: None)
+
+    async def audit_query(self, query: AuditQuery) -> AuditEvents:
+        events: AuditEvents = await self._wait(self.actor.audit_query.remote(query))
+        return events
 
     async def stats(self, timeout: float) -> dict[str, Any]:
         stats: dict[str, Any] = await asyncio.wait_for(

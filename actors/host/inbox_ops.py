@@ -7,7 +7,7 @@ from typing import Any
 
 from actors.host.base import HostBase
 from actors.host.messages import Attached
-from confide import inbox
+from confide import audit, inbox
 from confide.auth import Principal
 from confide.errors import NotFound
 from confide.events import Event
@@ -67,6 +67,8 @@ class InboxOps(HostBase):
                 raise NotFound("no such notification")
             if inbox.acknowledge(rec, user, state, self.clock.time()):
                 await asyncio.to_thread(self.store.update_notifications, [rec])
+                if state == "read":
+                    self.audit(user, audit.NOTIFICATION_READ, notification_id)
 
     async def inbox_list(
         self, user: str, state: str, limit: int, before: str | None
@@ -81,6 +83,10 @@ class InboxOps(HostBase):
         self, notification_id: str, who: Principal
     ) -> dict[str, Any]:
         rec = await asyncio.to_thread(self.store.get_notification, notification_id)
+        if rec is not None and not inbox.visible_to(rec, who.user):
+            # Answered like an unknown id (its existence is not disclosed), recorded as
+            # refused.
+            self.audit(who.user, audit.NOTIFICATION_STATUS, notification_id, "denied")
         if rec is None or not inbox.visible_to(rec, who.user):
             raise NotFound("no such notification")
         if inbox.expired(rec, self.clock.time()):

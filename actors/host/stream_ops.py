@@ -54,8 +54,9 @@ class StreamOps(HostBase):
     async def stream_report(self, source: str, kind: str, data: dict[str, Any]) -> None:
         self.system.report(source, kind, data, self.clock.time())
 
-    async def fhe_submit(self, ref: StreamRef, ciphertext: str) -> None:
-        await self.fhe.submit(ref, ciphertext)
+    async def fhe_submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+                         submit_id: str | None = None) -> None:
+        await self.fhe.submit(ref, ciphertext, user, submit_id)
 
     async def fhe_key_deleted(self, key_id: str) -> None:
         self.fhe.forget_key(key_id)
@@ -122,4 +123,7 @@ class StreamOps(HostBase):
             "events": self.log.head,
             "commit_batches": self.committer.batches,
             "committed": self.committer.committed,
+            "fhe_queued_bytes": self.fhe.queued_bytes,
+            "fhe_queued": self.fhe.queued_count,
+            "fhe_tree_workers": self.fhe.tree_workers,
         }

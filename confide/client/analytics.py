@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from uuid import uuid4
 
 from typing_extensions import Unpack
@@ -49,6 +50,13 @@ class Subscription:
 
     async def unsubscribe(self) -> None:
         await self._client.unsubscribe(self.stream, self.key_id)
+
+
+#: Submit answers retried later (with the same id) by `AnalyticsClient.submit`.
+RETRY_CODES = frozenset({"overloaded", "rate_limited"})
+SUBMIT_RETRIES = 5
+#: How `submit` waits between retries (tests replace it).
+backoff_sleep = asyncio.sleep
 
 
 class AnalyticsClient(Connection):
@@ -102,9 +110,14 @@ class AnalyticsClient(Connection):
         ciphertext_b64: str,
         id: str | None = None,
         timeout: float | None = None,
+        retries: int = SUBMIT_RETRIES,
     ) -> Event:
         """Contribute one ciphertext to an `fhe:` stream and return the `ack`; raises
-        `ServerError` (`not_found`, `invalid_message`, ...) or `ConnectionLost`."""
+        `ServerError` (`not_found`, `invalid_message`, ...) or `ConnectionLost`.
+
+        Submits are idempotent by id (PROTOCOL 1.1), so an `overloaded` or `rate_limited`
+        answer is retried with the same id up to `retries` times, after a backoff with full
+        jitter (0.25 s doubling to 8 s)."""
         submit_id = id or uuid4().hex
         frame = Submit(
             type="submit", id=submit_id, stream=stream, key_id=key_id, ciphertext=ciphertext_b64
@@ -113,10 +126,15 @@ class AnalyticsClient(Connection):
         def answers(f: Event) -> bool:
             return f.get("id") == submit_id and f["type"] in ("ack", "error")
 
-        answer = await self._request(frame, answers, retry=False, timeout=timeout)
-        if answer["type"] == "error":
-            raise ServerError.from_frame(answer)
-        return answer
+        for attempt in range(retries + 1):
+            answer = await self._request(frame, answers, retry=False, timeout=timeout)
+            if answer["type"] != "error":
+                return answer
+            error = ServerError.from_frame(answer)
+            if error.code not in RETRY_CODES or attempt == retries:
+                raise error
+            await backoff_sleep(random.uniform(0, min(8.0, 0.25 * 2**attempt)))
+        raise AssertionError("unreachable")
 
     async def _on_welcome(self, welcome: Event) -> None:
         for stream, key_id in list(self._subs):

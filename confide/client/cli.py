@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from confide.client import fhe as fhe_commands
-from confide.client import terminal
+from confide.client import fhe_sessions, terminal
 from confide.client.errors import ClientError
 from confide.tokens import DEV_SECRET_FILE, ROLES, mint_token
 from fhe.presets import PRESETS
@@ -278,6 +278,42 @@ def add_fhe(sub: SubParsers) -> None:
             lambda a: fhe_commands.watch_command(
                 a.url, _token(a), a.stream, a.dir, a.length, frames=a.frames
             )
+        )
+    )
+    add_fhe_sessions(fhe_sub)
+
+
+def add_fhe_sessions(fhe_sub: Any) -> None:
+    """`confide fhe session-config` and `confide fhe features`."""
+    config = fhe_sub.add_parser(
+        "session-config", help="turn on encrypted insights for a chat session (therapist)"
+    )
+    config.add_argument("session", help="the session id")
+    config.add_argument("--key-id", help="your registered key (or --dir)")
+    config.add_argument("--dir", metavar="KEYDIR", help="take the key id from KEYDIR")
+    config.add_argument("--model", default="mood-risk-v1", help="default mood-risk-v1")
+    config.add_argument(
+        "--url", default=DEFAULT_HTTP_URL, help=f"server (default {DEFAULT_HTTP_URL})"
+    )
+    config.add_argument("--token", help="default: CONFIDE_TOKEN")
+    config.set_defaults(
+        run=lambda a: fhe_sessions.session_config_command(
+            a.url, _token(a), a.session, a.key_id, a.dir, a.model
+        )
+    )
+    feats = fhe_sub.add_parser(
+        "features", help="encrypt NAME=VALUE features for a key fetched from the server"
+    )
+    feats.add_argument("--key-id", required=True, help="the therapist's key")
+    feats.add_argument("values", nargs="+", metavar="NAME=VALUE")
+    feats.add_argument("--model", default="mood-risk-v1", help="default mood-risk-v1")
+    feats.add_argument(
+        "--url", default=DEFAULT_HTTP_URL, help=f"server (default {DEFAULT_HTTP_URL})"
+    )
+    feats.add_argument("--token", help="default: CONFIDE_TOKEN")
+    feats.set_defaults(
+        run=lambda a: fhe_sessions.features_command(
+            a.url, _token(a), a.key_id, a.values, a.model
         )
     )
 

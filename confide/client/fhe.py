@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 
 from confide.client.analytics import AnalyticsClient
 from confide.client.errors import ClientError, ServerError
+from confide.client.fhe_http import FheHttpError, configure_session, fetch_public_key
 from confide.client.terminal import render_state
 from fhe.errors import FheError
-from fhe.keys import CiphertextBlob, PublicBundle
+from fhe.keys import CiphertextBlob, EncryptionKey, PublicBundle
 from fhe.models import MODELS, LinearModel
 from fhe.presets import PRESETS
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from fhe.client import KeySet
 
 _T = TypeVar("_T")
+__all__ = ["FheHttpError", "configure_session", "fetch_public_key"]
 
 #: Prefix of the analytics streams that carry encrypted aggregates.
 STREAM_PREFIX = "fhe:"
@@ -94,8 +96,8 @@ def _short(key_id: str) -> str:
     return key_id[:16]
 
 
-def _bundle(keys: KeySet | PublicBundle) -> PublicBundle:
-    return keys if isinstance(keys, PublicBundle) else keys.bundle
+def _bundle(keys: KeySet | PublicBundle | EncryptionKey) -> PublicBundle | EncryptionKey:
+    return keys if isinstance(keys, (PublicBundle, EncryptionKey)) else keys.bundle
 
 
 def generate_key_dir(
@@ -153,7 +155,7 @@ def upload_key(
     `KeyUploadError`: 400 the server refused the bundle, 409 another user registered it."""
     if urlsplit(http_url).scheme not in ("http", "https"):
         raise ValueError("the server URL must be http:// or https://")
-    bundle = _bundle(keys)
+    bundle = keys if isinstance(keys, PublicBundle) else keys.bundle
     body: dict[str, Any] = dict(bundle.to_json())
     if label is not None:
         body["label"] = label
@@ -196,7 +198,7 @@ def _upload_error(status: int, raw: bytes, key_id: str) -> KeyUploadError:
     return KeyUploadError(text, status, code)
 
 
-def encrypt_b64(keys: KeySet | PublicBundle, values: Sequence[float]) -> str:
+def encrypt_b64(keys: KeySet | PublicBundle | EncryptionKey, values: Sequence[float]) -> str:
     """`values` encrypted under the key's public key (CKKS, one value a slot), as base64:
     the `ciphertext` of a `submit` frame. Raises ValueError for no values, more values
     than slots, or a value that is not finite."""
@@ -248,7 +250,7 @@ def _model(model: str | LinearModel) -> LinearModel:
 
 
 def encrypt_features(
-    keys: KeySet | PublicBundle,
+    keys: KeySet | PublicBundle | EncryptionKey,
     features: Mapping[str, float],
     model: str | LinearModel = "mood-risk-v1",
 ) -> dict[str, str]:
@@ -423,3 +425,4 @@ async def watch_command(
         await client.disconnect()
     done = frames is not None and shown >= frames
     return 0 if done or client.close_code == 1000 else 1
+

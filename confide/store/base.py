@@ -6,9 +6,11 @@ event loop run them in a thread. A backend is chosen by URL with `open_store`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from confide.audit import AuditRecord
 from confide.protocol import MessageEvent
 
 
@@ -104,6 +106,34 @@ class Store(Protocol):
     def delete_fhe_key(self, key_id: str) -> None: ...
     def save_aggregate(self, stream: str, key_id: str, count: int, total: bytes) -> None: ...
     def load_aggregate(self, stream: str, key_id: str) -> tuple[int, bytes] | None: ...
+
+    # audit trail (issue 9)
+    def append_audit(self, records: list[AuditRecord]) -> None: ...
+    def query_audit(
+        self, user: str | None, target: str | None, since: float | None, limit: int
+    ) -> list[AuditRecord]:
+        """Events newest first, filtered by actor, target and `ts >= since`."""
+        ...
+    def prune_audit(self, before: float) -> int:
+        """Delete events with `ts < before`; how many were deleted."""
+        ...
+
+    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
+    def fold_aggregate(
+        self, stream: str, key_id: str, count: int, total: bytes,
+        contributions: Sequence[tuple[str, str]],
+    ) -> bool:
+        """In one transaction, only while the key is registered: store the aggregate and
+        record each (user, submit id) as counted. False (nothing written) once the key
+        was deleted."""
+        ...
+    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
+        """Whether (user, submit id) was already counted in `stream` (any key)."""
+        ...
+    def fhe_key_exists(self, key_id: str) -> bool:
+        """Whether the key is registered (cheap: no blobs read)."""
+        ...
+    # --- end fhe helper additions ---
 
     def close(self) -> None: ...
 

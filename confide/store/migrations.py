@@ -143,10 +143,67 @@ _POSTGRES_V1 = (
     )""",
 )
 
+# The audit trail (issue 9): who did what to which target, when, with what outcome; never a
+# body. `seq` orders events of the same `ts` (newest first = highest seq first). IF NOT
+# EXISTS: development databases of the audit branch made the same table before versioning.
+_SQLITE_V2 = (
+    """CREATE TABLE IF NOT EXISTS audit_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
+    "CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events (actor, ts)",
+    "CREATE INDEX IF NOT EXISTS audit_events_target ON audit_events (target, ts)",
+)
+
+_POSTGRES_V2 = (
+    """CREATE TABLE IF NOT EXISTS audit_events (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        actor TEXT COLLATE "C" NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT COLLATE "C" NOT NULL,
+        outcome TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
+    "CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events (actor, ts)",
+    "CREATE INDEX IF NOT EXISTS audit_events_target ON audit_events (target, ts)",
+)
+
+# Idempotent FHE submits (issue 8): the (user, submit id)s each stream's stored sum counts,
+# written in the sum's own transaction; dropped with their key. IF NOT EXISTS as in 2.
+_SQLITE_V3 = (
+    """CREATE TABLE IF NOT EXISTS fhe_contributions (
+        stream TEXT NOT NULL,
+        user TEXT NOT NULL,
+        submit_id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        PRIMARY KEY (stream, user, submit_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS fhe_contributions_key ON fhe_contributions (key_id)",
+)
+
+_POSTGRES_V3 = (
+    """CREATE TABLE IF NOT EXISTS fhe_contributions (
+        stream TEXT COLLATE "C" NOT NULL,
+        "user" TEXT COLLATE "C" NOT NULL,
+        submit_id TEXT COLLATE "C" NOT NULL,
+        key_id TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (stream, "user", submit_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS fhe_contributions_key ON fhe_contributions (key_id)",
+)
+
 #: The schema's history, oldest first. Add a change as one new entry at the end.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "sessions, messages, notifications, FHE keys and aggregates",
               _SQLITE_V1, _POSTGRES_V1),
+    Migration(2, "audit trail", _SQLITE_V2, _POSTGRES_V2),
+    Migration(3, "FHE contributions counted per stream", _SQLITE_V3, _POSTGRES_V3),
 )
 
 _VERSION_TABLE = (

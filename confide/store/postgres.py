@@ -9,8 +9,10 @@ that commit happened: a message, a notification or a session is never written tw
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from confide.audit import AuditRecord
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
 from confide.store.pgpool import Conn, PgPool
 from confide.strictjson import loads_stored
@@ -282,6 +284,7 @@ class PostgresStore:
         def work(conn: Conn, retry: bool) -> None:
             conn.execute("DELETE FROM fhe_keys WHERE key_id = %s", (key_id,))
             conn.execute("DELETE FROM fhe_aggregates WHERE key_id = %s", (key_id,))
+            conn.execute("DELETE FROM fhe_contributions WHERE key_id = %s", (key_id,))
 
         self._pool.run(work)
 
@@ -299,6 +302,103 @@ class PostgresStore:
             (stream, key_id),
         )
         return (int(rows[0]["count"]), bytes(rows[0]["total"])) if rows else None
+
+    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
+
+    def fold_aggregate(
+        self, stream: str, key_id: str, count: int, total: bytes,
+        contributions: Sequence[tuple[str, str]],
+    ) -> bool:
+        """The sum and the ids it counts in one transaction, only while the key exists: the
+        key's row is share-locked, so a concurrent delete_fhe_key waits for this commit
+        (then deletes what it wrote) or, first, makes this find no key. Idempotent, so a
+        retry after a commit of unknown outcome writes the same again."""
+        rows = [(stream, user, sid, key_id) for user, sid in contributions]
+
+        def work(conn: Conn, retry: bool) -> bool:
+            if conn.execute("SELECT 1 FROM fhe_keys WHERE key_id = %s FOR SHARE",
+                            (key_id,)).fetchone() is None:
+                return False
+            conn.execute(
+                "INSERT INTO fhe_aggregates (stream, key_id, count, total)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (stream, key_id) DO UPDATE SET"
+                " count = EXCLUDED.count, total = EXCLUDED.total",
+                (stream, key_id, count, total),
+            )
+            if rows:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        'INSERT INTO fhe_contributions (stream, "user", submit_id, key_id)'
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        rows,
+                    )
+            return True
+
+        return bool(self._pool.run(work))
+
+    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
+        return bool(self._read(
+            'SELECT 1 FROM fhe_contributions WHERE stream = %s AND "user" = %s'
+            " AND submit_id = %s",
+            (stream, user, submit_id),
+        ))
+
+    def fhe_key_exists(self, key_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM fhe_keys WHERE key_id = %s", (key_id,)))
+
+    # --- end fhe helper additions ---
+
+    # ------------------------------------------------------------ audit trail
+
+    def append_audit(self, records: list[AuditRecord]) -> None:
+        """The batch in one transaction. A retry after a commit of unknown outcome first
+        looks for the batch's last record (a batch is all or nothing)."""
+        if not records:
+            return
+        rows = [(r.ts, r.actor, r.action, r.target, r.outcome) for r in records]
+
+        def work(conn: Conn, retry: bool) -> None:
+            if retry and conn.execute(
+                "SELECT 1 FROM audit_events WHERE ts = %s AND actor = %s AND action = %s"
+                " AND target = %s AND outcome = %s LIMIT 1",
+                rows[-1],
+            ).fetchone() is not None:
+                return
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO audit_events (ts, actor, action, target, outcome)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    rows,
+                )
+
+        self._pool.run(work)
+
+    def query_audit(
+        self, user: str | None, target: str | None, since: float | None, limit: int
+    ) -> list[AuditRecord]:
+        """Events newest first, by actor, target and time (`ts >= since`)."""
+        sql = "SELECT ts, actor, action, target, outcome FROM audit_events WHERE TRUE"
+        args: list[Any] = []
+        if user is not None:
+            sql += " AND actor = %s"
+            args.append(user)
+        if target is not None:
+            sql += " AND target = %s"
+            args.append(target)
+        if since is not None:
+            sql += " AND ts >= %s"
+            args.append(since)
+        sql += " ORDER BY ts DESC, seq DESC LIMIT %s"
+        args.append(limit)
+        return [AuditRecord(r["ts"], r["actor"], r["action"], r["target"], r["outcome"])
+                for r in self._read(sql, tuple(args))]
+
+    def prune_audit(self, before: float) -> int:
+        """Delete events older than `before`; how many went (a retry counts only its own)."""
+        def work(conn: Conn, retry: bool) -> int:
+            return conn.execute("DELETE FROM audit_events WHERE ts < %s", (before,)).rowcount
+
+        return int(self._pool.run(work))
 
     def close(self) -> None:
         self._pool.close()

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
+import stat
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from confide.audit import AuditRecord
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
 from confide.store.migrations import migrate_sqlite
 from confide.strictjson import loads_stored
+
+log = logging.getLogger("confide.store")
+
+# --- audit trail (issue 9): one table (migration 2), appended in batches, pruned by age ---
+AUDIT_INSERT = (
+    "INSERT INTO audit_events (ts, actor, action, target, outcome) VALUES (?, ?, ?, ?, ?)"
+)
+AUDIT_PRUNE = "DELETE FROM audit_events WHERE ts < ?"
+# --- end of the audit trail's SQL ------------------------------------------------------
+
+#: Owner-only modes of the database's directory and files (-wal and -shm included).
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 _NOTIFICATION_COLUMNS = (
     "id, user, producer, kind, title, body, data, created_at, expires_at, state, "
@@ -39,31 +56,89 @@ def _notification(row: sqlite3.Row) -> NotificationRecord:
     return NotificationRecord(**values)
 
 
+def secure_directory(path: Path) -> None:
+    """Create `path` owner-only (0700), or tighten it to 0700 when it is ours.
+
+    A directory of another user, or a shared sticky one (`/tmp`), is left as it is.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=DIR_MODE, exist_ok=True)
+    st = path.stat()
+    if st.st_uid == os.getuid() and not st.st_mode & stat.S_ISVTX:
+        os.chmod(path, DIR_MODE)
+
+
+def secure_files(path: str) -> None:
+    """The database and its -wal and -shm files: owner read/write only (0600). A file of
+    another user is left as it is (with a warning)."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            os.chmod(name, FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("cannot make a database file owner-only (not its owner)")
+
+
 class SqliteStore:
     def __init__(self, path: str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        secure_directory(Path(path).parent)
+        # Created 0600 before SQLite opens it: SQLite gives -wal and -shm the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db: sqlite3.Connection | None = self._connect()
         migrate_sqlite(self._db)
+        secure_files(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")
+        return db
+
+    def _conn(self) -> sqlite3.Connection:
+        """The connection (under the lock); reopened if a failure left none."""
+        if self._db is None:
+            self._db = self._connect()
+        return self._db
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. Whatever fails in it (a statement, or the COMMIT itself,
+        e.g. on a full disk) is rolled back and the error raised as it was; the connection
+        is left ready for the next transaction, so writes resume once space returns."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._recover(db)
                 raise
-            self._db.execute("COMMIT")
+
+    def _recover(self, db: sqlite3.Connection) -> None:
+        """After a failed transaction: roll back what SQLite did not roll back itself; a
+        connection that cannot be brought out of its transaction is dropped (the next
+        call opens a new one)."""
+        if not db.in_transaction:
+            return  # SQLite rolled back already (it does on SQLITE_FULL and I/O errors)
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("rollback failed (%s): reopening the database", type(exc).__name__)
+        if db.in_transaction:
+            self._db = None
+            with suppress(sqlite3.Error):
+                db.close()
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            return self._conn().execute(sql, args).fetchall()
 
     # ------------------------------------------------------------------ chat
 
@@ -266,6 +341,7 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("DELETE FROM fhe_keys WHERE key_id = ?", (key_id,))
             db.execute("DELETE FROM fhe_aggregates WHERE key_id = ?", (key_id,))
+            db.execute("DELETE FROM fhe_contributions WHERE key_id = ?", (key_id,))
 
     def save_aggregate(self, stream: str, key_id: str, count: int, total: bytes) -> None:
         with self._tx() as db:
@@ -282,6 +358,74 @@ class SqliteStore:
         )
         return (int(rows[0]["count"]), bytes(rows[0]["total"])) if rows else None
 
+    # ------------------------------------------------------------ audit trail
+
+    def append_audit(self, records: list[AuditRecord]) -> None:
+        if not records:
+            return
+        with self._tx() as db:
+            db.executemany(AUDIT_INSERT, [
+                (r.ts, r.actor, r.action, r.target, r.outcome) for r in records])
+
+    def query_audit(
+        self, user: str | None, target: str | None, since: float | None, limit: int
+    ) -> list[AuditRecord]:
+        """Events newest first, by actor, target and time (`ts >= since`)."""
+        sql = "SELECT ts, actor, action, target, outcome FROM audit_events WHERE 1 = 1"
+        args: list[Any] = []
+        if user is not None:
+            sql += " AND actor = ?"
+            args.append(user)
+        if target is not None:
+            sql += " AND target = ?"
+            args.append(target)
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
+        args.append(limit)
+        return [AuditRecord(r["ts"], r["actor"], r["action"], r["target"], r["outcome"])
+                for r in self._read(sql, tuple(args))]
+
+    def prune_audit(self, before: float) -> int:
+        """Delete events older than `before`; how many went."""
+        with self._tx() as db:
+            return int(db.execute(AUDIT_PRUNE, (before,)).rowcount)
+
+    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
+
+    def fold_aggregate(
+        self, stream: str, key_id: str, count: int, total: bytes,
+        contributions: Sequence[tuple[str, str]],
+    ) -> bool:
+        with self._tx() as db:
+            if not db.execute("SELECT 1 FROM fhe_keys WHERE key_id = ?", (key_id,)).fetchall():
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO fhe_aggregates (stream, key_id, count, total)"
+                " VALUES (?, ?, ?, ?)",
+                (stream, key_id, count, total),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO fhe_contributions (stream, user, submit_id, key_id)"
+                " VALUES (?, ?, ?, ?)",
+                [(stream, user, sid, key_id) for user, sid in contributions],
+            )
+        return True
+
+    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
+        return bool(self._read(
+            "SELECT 1 FROM fhe_contributions WHERE stream = ? AND user = ? AND submit_id = ?",
+            (stream, user, submit_id),
+        ))
+
+    def fhe_key_exists(self, key_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM fhe_keys WHERE key_id = ?", (key_id,)))
+
+    # --- end fhe helper additions ---
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None

@@ -28,6 +28,34 @@ log = logging.getLogger("confide.analytics")
 MAX_INFLIGHT_SUBMITS = 256
 
 
+class UserSubmits:
+    """Contributions awaiting their ack per user on this gateway replica (all of the
+    user's connections together), by count and by bytes: `fhe_user_inflight` and
+    `fhe_user_inflight_bytes`. One per replica process."""
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
+
+    def take(self, user: str, size: int, max_count: int, max_bytes: int) -> bool:
+        count, used = self.count.get(user, 0), self.bytes.get(user, 0)
+        if count >= max_count or (count and used + size > max_bytes):
+            return False
+        self.count[user], self.bytes[user] = count + 1, used + size
+        return True
+
+    def give(self, user: str, size: int) -> None:
+        count = self.count.get(user, 0) - 1
+        if count <= 0:
+            self.count.pop(user, None)
+            self.bytes.pop(user, None)
+        else:
+            self.count[user], self.bytes[user] = count, self.bytes[user] - size
+
+
+USER_SUBMITS = UserSubmits()
+
+
 class AnalyticsPump(Pump):
     endpoint = "analytics"
 
@@ -79,13 +107,20 @@ class AnalyticsPump(Pump):
         ref = resolve(frame.stream, self.who, frame.key_id)
         if len(self._submits) >= MAX_INFLIGHT_SUBMITS:
             raise RateLimited("too many contributions awaiting their ack", frame_id=frame.id)
+        settings, user, size = self.ctx.settings, self.who.user, len(frame.ciphertext)
+        if not USER_SUBMITS.take(user, size, settings.fhe_user_inflight,
+                                 settings.fhe_user_inflight_bytes):
+            raise RateLimited("too many contributions of this user awaiting their ack",
+                              frame_id=frame.id)
         task = asyncio.create_task(self._submit(ref, frame))
         self._submits.add(task)
         task.add_done_callback(self._submits.discard)
+        task.add_done_callback(lambda _: USER_SUBMITS.give(user, size))
 
     async def _submit(self, ref: StreamRef, frame: Submit) -> None:
         try:
-            await self.ctx.hosts.host_for(ref.route).fhe_submit(ref, frame.ciphertext)
+            await self.ctx.hosts.host_for(ref.route).fhe_submit(
+                ref, frame.ciphertext, self.who.user, str(frame.id))
         except ConfideError as err:
             err.frame_id = frame.id
             self.push_error(err)
@@ -124,3 +159,9 @@ class AnalyticsPump(Pump):
         for ref in list(self.streams.values()):
             with contextlib.suppress(Exception):  # best effort: hosts also reap leases
                 await self.ctx.hosts.host_for(ref.route).stream_unsubscribe(ref, self.conn_id)
+
+    def audit_frame(self, frame: Frame) -> tuple[str, str]:
+        stream = getattr(frame, "stream", None)
+        target = f"{stream}/{frame.key_id}" if isinstance(frame, Subscribe) and frame.key_id \
+            else str(stream or self.endpoint)
+        return f"stream.{getattr(frame, 'type', 'frame')}", target

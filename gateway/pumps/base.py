@@ -18,13 +18,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from actors.directory import Directory
 from actors.ray_errors import unwrap
-from confide import strictjson
+from confide import audit, strictjson
 from confide.auth import Principal
 from confide.config import Settings
 from confide.connection import InboundGate, frame_limit
-from confide.errors import CloseCode, CloseConnection, ConfideError
+from confide.errors import CloseCode, CloseConnection, ConfideError, ErrorCode
 from confide.metrics import GatewayStats
 from confide.protocol import Endpoint, Error, Frame, Hello, Ping, Pong
+from gateway.audit import record as record_audit
 from gateway.fanout import Fanout, Outgoing
 from gateway.transport import bound_inflation, writable
 
@@ -221,6 +222,7 @@ class Pump:
             await self.close(close)
 
     async def close(self, close: CloseConnection) -> None:
+        self.audit_close(close)
         self.ctx.stats.closed(self.endpoint, int(close.close_code))
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):  # the peer may be gone already
@@ -261,6 +263,8 @@ class Pump:
                 if isinstance(inner, ConfideError):
                     if inner.frame_id is None:  # errors raised on hosts know no frame
                         inner.frame_id = getattr(frame, "id", None)
+                    if inner.code is ErrorCode.FORBIDDEN and frame is not None:
+                        self.audit_refused(frame)
                     self.push_error(inner)
                 elif isinstance(inner, CloseConnection):
                     raise inner from None
@@ -276,6 +280,28 @@ class Pump:
             finally:
                 self._writing = False
                 self.queued_bytes -= _size(item)
+
+    # --------------------------------------------------------- audit trail
+
+    def audit_target(self) -> tuple[str, str]:
+        """(action, target) recorded when this connection is refused (4401, 4403)."""
+        return audit.CONNECT, self.endpoint
+
+    def audit_frame(self, frame: Frame) -> tuple[str, str]:
+        """(action, target) recorded when a frame is refused (`forbidden`)."""
+        return f"{self.endpoint}.{getattr(frame, 'type', 'frame')}", self.endpoint
+
+    def audit_close(self, close: CloseConnection) -> None:
+        if close.close_code == CloseCode.FORBIDDEN:
+            action, target = self.audit_target()
+            record_audit(self.ctx.hosts, self.who.user, action, target, "denied")
+        elif close.close_code == CloseCode.UNAUTHORIZED:  # e.g. the token expired meanwhile
+            record_audit(self.ctx.hosts, self.who.user, audit.CONNECT, self.audit_target()[1],
+                         "unauthenticated")
+
+    def audit_refused(self, frame: Frame) -> None:
+        action, target = self.audit_frame(frame)
+        record_audit(self.ctx.hosts, self.who.user, action, target, "denied")
 
 
 def _size(item: Any) -> int:

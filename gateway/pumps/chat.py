@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from actors.host.messages import ChatAnswer, ChatItem, Joined
+from confide import audit
 from confide.connection import frame_limit
 from confide.cursor import Deliver, DeliveryCursor, Gap, Skip
 from confide.errors import CloseCode, CloseConnection
@@ -155,3 +156,9 @@ class ChatPump(Pump):
         # Messages already queued reach the host and commit; the client resends unacked.
         self.ctx.fanout.unsubscribe(self.topic, self)
         self.host.chat_leave(self.session_id, self.conn_id)
+
+    def audit_target(self) -> tuple[str, str]:
+        return audit.SESSION_JOIN, self.session_id
+
+    def audit_frame(self, frame: Frame) -> tuple[str, str]:
+        return f"session.{getattr(frame, 'type', 'frame')}", self.session_id

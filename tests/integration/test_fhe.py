@@ -27,7 +27,8 @@ def fhe_server(serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> Ite
     settings = make_settings(
         tmp_path_factory.mktemp("fhe"), fhe_worker_cpus=0.5, fhe_max_workers=3,
         fhe_max_batch=2, fhe_batch_wait_s=0.005, fhe_upscale_delay_s=0.5,
-        fhe_downscale_delay_s=3.0, fhe_flush_s=0.05,
+        fhe_downscale_delay_s=3.0, fhe_flush_s=0.05, fhe_min_security="HEStd_NotSet",
+        fhe_shard_size=8,
     )
     srv = Server(settings, serve_port)
     srv.deploy()

@@ -243,7 +243,7 @@ def json_api(
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             received.append((self.path, dict(self.headers), raw))
             status, body = answer(self.path, dict(self.headers), raw)
             payload = json.dumps(body).encode()
@@ -252,6 +252,8 @@ def json_api(
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        do_GET = do_PUT = do_POST  # the fhe helpers' GET and PUT too
 
         def log_message(self, *args: Any) -> None:
             pass

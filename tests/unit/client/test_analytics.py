@@ -85,3 +85,48 @@ async def test_forbidden_subscription_raises() -> None:
             await c.subscribe("session:other", timeout=3)
         assert refused.value.code == "forbidden"
         assert (await c.next_event("error", timeout=3))["code"] == "forbidden"
+
+
+class Busy(Responder):
+    """Answers `overloaded` to the first `busy` submits of each id, then acks."""
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.busy = busy
+
+    async def _answer(self, ws: ServerConnection, frame: dict[str, object]) -> None:
+        if frame["type"] == "submit":
+            tries = sum(1 for f in self.of_type("submit") if f["id"] == frame["id"])
+            if tries <= self.busy:
+                await send(ws, {"type": "error", "code": "overloaded",
+                                "message": "retry later", "id": frame["id"]})
+            else:
+                await send(ws, {"type": "ack", "id": frame["id"]})
+
+
+async def test_submit_retries_overloaded_with_the_same_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import confide.client.analytics as analytics
+
+    waits: list[float] = []
+
+    async def no_sleep(s: float) -> None:
+        waits.append(s)
+
+    server = Busy(busy=2)
+    async with running(server.handler) as base, AnalyticsClient(f"{base}/ws/analytics", "t") as c:
+        monkeypatch.setattr(analytics, "backoff_sleep", no_sleep)
+        ack = await c.submit("fhe:mood", "k1", "Y2lwaGVy", id="s-9", timeout=3)
+    assert ack == {"type": "ack", "id": "s-9"}
+    assert [f["id"] for f in server.of_type("submit")] == ["s-9"] * 3
+    assert len(waits) == 2 and 0 <= waits[0] <= 0.25 and 0 <= waits[1] <= 0.5
+
+
+async def test_submit_gives_up_after_its_retries() -> None:
+    server = Busy(busy=10)
+    async with running(server.handler) as base, AnalyticsClient(f"{base}/ws/analytics", "t") as c:
+        with pytest.raises(ServerError) as refused:
+            await c.submit("fhe:mood", "k1", "Y2lwaGVy", id="s-10", timeout=3, retries=1)
+    assert refused.value.code == "overloaded"
+    assert len(server.of_type("submit")) == 2

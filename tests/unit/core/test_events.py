@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from confide.events import Event, EventLog
@@ -127,9 +129,64 @@ def test_long_run_never_loses_a_reader_that_keeps_up(capacity: int) -> None:
 def test_log_keeps_within_its_byte_budget() -> None:
     log = EventLog(capacity=1000, max_bytes=10_000)
     for _ in range(100):
-        log.append(Event("t", {}, size=1_000))
-    assert log._bytes <= 10_000
+        log.append(Event("t", {"pad": "x" * 990}))  # 1,000 bytes encoded
+    assert log.bytes <= 10_000
     kept, _ = log.since(log.head - 1)
     assert [e.seq for e in kept] == [100]  # the newest is always kept
     _, lost = log.since(0)
     assert lost  # a reader that far behind must resync
+
+
+# ------------------------------------------------------- exact size accounting
+
+
+def sent(frame: dict[str, object]) -> int:
+    """Bytes of the frame as a gateway sends it (gateway/fanout.py's encoding)."""
+    return len(json.dumps(frame, separators=(",", ":")).encode())
+
+
+FRAMES = [
+    {},
+    {"type": "message", "body": {"text": "hi"}},
+    {"type": "message", "body": {"v": list(range(5000))}},  # a list of numbers
+    {"type": "message", "body": {"v": [1.2345678901234567e-300] * 1000}},  # long floats
+    {"type": "message", "body": {"v": [[[[[{"a": [1, 2, [3, [4]]]}]]]]] * 200}},  # nesting
+    {"type": "message", "body": {"t": "é€😀" * 300, "n": None, "b": [True, False]}},
+    {"type": "metrics", "data": {f"k{i}": i * 1e9 for i in range(500)}},
+]
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+def test_size_is_the_exact_encoded_size(frame: dict[str, object]) -> None:
+    log = EventLog(capacity=10)
+    stamped = log.append(Event("t", frame))
+    assert stamped.size == sent(frame)
+    assert log.bytes == sent(frame)
+
+
+def test_a_size_given_by_the_publisher_is_not_trusted() -> None:
+    frame = {"v": list(range(10_000))}
+    assert EventLog(10).append(Event("t", frame, size=16)).size == sent(frame)
+
+
+def test_bytes_follow_appends_and_trims_exactly() -> None:
+    log = EventLog(capacity=3)
+    frames = [{"v": list(range(n * 100))} for n in range(1, 10)]
+    for f in frames:
+        log.append(Event("t", f))
+        held, _ = log.since(log.head - len(log._events))
+        assert log.bytes == sum(sent(e.frame) for e in held)
+
+
+def test_numbers_and_lists_count_against_the_budget() -> None:
+    """Frames of numbers and lists were counted as a few bytes each: the log held far
+    more than its budget. Now the budget holds, whatever the frames are made of."""
+    budget = 200_000
+    log = EventLog(capacity=10_000, max_bytes=budget)
+    frame = {"type": "message", "body": {"v": [[i, i * 1.5, [i]] for i in range(2000)]}}
+    assert sent(frame) > 20_000
+    for _ in range(100):
+        log.append(Event("t", frame))
+        assert log.bytes <= budget
+        held, _ = log.since(log.head - len(log._events))
+        assert sum(sent(e.frame) for e in held) <= budget

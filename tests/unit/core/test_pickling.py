@@ -198,7 +198,7 @@ def test_a_raised_error_round_trips_as_raised() -> None:
 def test_overloaded_keeps_its_status_and_code() -> None:
     clone = assert_round_trips(errors.Overloaded("busy"))
     assert isinstance(clone, errors.Internal)
-    assert (clone.code, clone.http_status) == (errors.ErrorCode.INTERNAL, 503)
+    assert (clone.code, clone.http_status) == (errors.ErrorCode.OVERLOADED, 503)
 
 
 #: How to make each `CloseConnection` from a close code and a reason.
@@ -342,7 +342,20 @@ FRAMES: list[Frame] = [
     protocol.Aggregate(stream="fhe:mood", key_id="k1", count=3, sum="AAE=", ts=1.0),
     protocol.Aggregate(stream="fhe:mood", key_id="k1", count=3, sum="AAE=", mean="AAI=", ts=1.0),
     protocol.Insight(for_offset=4, key_id="k1", model="mood", ciphertext="AAE="),
+    # audit trail (REST answers that cross from a host to a gateway)
+    protocol.AuditEvent(ts=1.0, actor="alice", action="session.join", target="s1",
+                        outcome="ok"),
+    protocol.AuditEvents(events=[protocol.AuditEvent(ts=1.0, actor="-", action="connect",
+                                                     target="s1", outcome="unauthenticated")]),
 ]
+
+
+def test_audit_query_and_records_cross_ray() -> None:
+    from confide.audit import record
+
+    assert_round_trips(protocol.AuditQuery(user="alice", session="s1", since=2.5, limit=10))
+    assert_round_trips(protocol.AuditQuery())
+    assert_round_trips(record(1.0, "alice", "key.fetch", "k1", "denied"))
 
 
 def test_every_frame_model_has_an_example() -> None:

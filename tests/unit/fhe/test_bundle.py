@@ -20,6 +20,7 @@ from fhe.keys import (
     RotationKeysBlob,
 )
 from fhe.presets import get_preset
+from fhe.security import NOT_SET
 
 
 def test_valid_bundle_metadata(keys: KeySet, meta: KeyMeta) -> None:
@@ -34,11 +35,11 @@ def test_valid_bundle_metadata(keys: KeySet, meta: KeyMeta) -> None:
 
 
 def test_validation_is_repeatable(keys: KeySet, meta: KeyMeta) -> None:
-    assert validate_bundle(keys.bundle) == meta
+    assert validate_bundle(keys.bundle, min_security=NOT_SET) == meta
 
 
 def test_bundle_without_rotation_keys(keys: KeySet) -> None:
-    meta = validate_bundle(replace(keys.bundle, rotation_keys=None))
+    meta = validate_bundle(replace(keys.bundle, rotation_keys=None), min_security=NOT_SET)
     assert meta.rotation_steps == ()
 
 
@@ -52,20 +53,20 @@ def test_secret_key_in_any_field_is_refused(keys: KeySet, field: str) -> None:
         "rotation_keys": replace(b, rotation_keys=RotationKeysBlob(secret)),
     }[field]
     with pytest.raises(SecretKeyRefused, match=field):
-        validate_bundle(bad)
+        validate_bundle(bad, min_security=NOT_SET)
 
 
 def test_secret_key_appended_to_a_public_key_is_refused(keys: KeySet) -> None:
     smuggled = PublicKeyBlob(keys.bundle.public_key.data + keys.require_secret().data)
     with pytest.raises(SecretKeyRefused):
-        validate_bundle(replace(keys.bundle, public_key=smuggled))
+        validate_bundle(replace(keys.bundle, public_key=smuggled), min_security=NOT_SET)
 
 
 def test_secret_key_in_the_json_body_is_refused(keys: KeySet) -> None:
     body = keys.bundle.to_json()
     body["public_key"] = base64.b64encode(keys.require_secret().data).decode()
     with pytest.raises(SecretKeyRefused):
-        validate_bundle(PublicBundle.from_json(body))
+        validate_bundle(PublicBundle.from_json(body), min_security=NOT_SET)
 
 
 def test_mismatched_parts_are_refused(keys: KeySet, other_keys: KeySet) -> None:
@@ -79,15 +80,17 @@ def test_mismatched_parts_are_refused(keys: KeySet, other_keys: KeySet) -> None:
         replace(mine, eval_mult_key=EvalMultKeyBlob(mine.eval_mult_key.data[:-10])),
     ):
         with pytest.raises(MalformedKeyBundle):
-            validate_bundle(bad)
+            validate_bundle(bad, min_security=NOT_SET)
 
 
 def test_public_key_from_another_context_is_refused(
     keys: KeySet, other_moduli_keys: KeySet
 ) -> None:
     with pytest.raises(MalformedKeyBundle):
-        validate_bundle(replace(other_moduli_keys.bundle, context=keys.bundle.context))
+        validate_bundle(
+            replace(other_moduli_keys.bundle, context=keys.bundle.context), min_security=NOT_SET
+        )
 
 
 def test_original_keys_still_validate_after_refusals(keys: KeySet, meta: KeyMeta) -> None:
-    assert validate_bundle(keys.bundle) == meta
+    assert validate_bundle(keys.bundle, min_security=NOT_SET) == meta

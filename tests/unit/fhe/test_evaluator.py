@@ -69,7 +69,7 @@ def test_mean(
 def test_scoring_preset_end_to_end(rng: np.random.Generator) -> None:
     """The production preset (N = 2^15, 128-bit): register, score 256 features, decrypt."""
     keys = client.generate_keys("scoring")
-    meta = validate_bundle(keys.bundle)
+    meta = validate_bundle(keys.bundle)  # the default level: 128-bit
     x, w = rng.uniform(-1, 1, 256), rng.uniform(-1, 1, 256)
     ct = client.encrypt(keys, list(x)).data
     got = decrypt(keys, evaluator.score(ct, list(w), 2.0, keys.bundle, meta), 1)

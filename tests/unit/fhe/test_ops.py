@@ -179,3 +179,26 @@ def test_template_of_another_key_is_refused(
 ) -> None:
     with pytest.raises(ForeignCiphertext):
         ops.aggregate([encrypt([1.0])], template=native.output_template(other_keys.bundle))
+
+
+def test_aggregate_many_equals_one_aggregate_per_group(
+    backend: Kernels, keys: KeySet, rng: np.random.Generator
+) -> None:
+    """One vectorized sum over groups of different lengths, byte-identical per group."""
+    template = native.output_template(keys.bundle)
+    groups = [[encrypt(keys, list(rng.uniform(-1, 1, 4))).data for _ in range(n)]
+              for n in (1, 5, 2, 17)]
+    got = ops.aggregate_many(groups, backend=backend, template=template)
+    assert got == [ops.aggregate(g, backend=backend, template=template) for g in groups]
+    with pytest.raises(ValueError):
+        ops.aggregate_many([groups[0], []], backend=backend)
+
+
+def test_multiply_plain_many_equals_one_product_each(
+    backend: Kernels, keys: KeySet, rng: np.random.Generator
+) -> None:
+    cts = [encrypt(keys, list(rng.uniform(-1, 1, 8))).data for _ in range(3)]
+    weights = [list(rng.uniform(-1, 1, 8)) for _ in range(3)]
+    got = ops.multiply_plain_many(cts, weights, backend=backend)
+    assert got == [ops.multiply_plain(c, w, backend=backend)
+                   for c, w in zip(cts, weights, strict=True)]

@@ -1,5 +1,6 @@
-"""PostgreSQL-only behaviour: reconnecting after a server restart, and retries that never
-write twice when a commit's outcome is unknown."""
+"""PostgreSQL-only behaviour: reconnecting after a server restart, retries that never
+write twice when a commit's outcome is unknown, and failed transactions (a statement, the
+caller, the COMMIT itself) that leave the pooled connection ready for the next one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from confide.store.base import SessionRecord
+from confide.audit import AuditRecord
+from confide.store.base import FheKeyRecord, SessionRecord
 from confide.store.postgres import PostgresStore
 from tests.pgserver import PgServer, fresh_schema
 from tests.unit.store.test_store import message, notification
@@ -201,3 +203,121 @@ def test_nul_in_text_is_refused_and_the_batch_writes_nothing(pg: PostgresStore) 
     assert offsets(pg) == []
     pg.append_messages([message(1)], 100)
     assert offsets(pg) == [1]
+
+
+def test_audit_batch_retried_after_an_ambiguous_commit_is_written_once(
+    pg: PostgresStore,
+) -> None:
+    batch = [AuditRecord(1.0, "alice", "session.join", "s1", "ok"),
+             AuditRecord(2.0, "alice", "session.leave", "s1", "ok")]
+    _flaky(pg, after_commit=1)
+    pg.append_audit(batch)
+    _flaky(pg, before_commit=1)
+    pg.append_audit([AuditRecord(3.0, "bob", "key.fetch", "k1", "denied")])
+    assert [r.ts for r in pg.query_audit(None, None, None, 10)] == [3.0, 2.0, 1.0]
+
+
+# ------------------------------------------------------------------ failed transactions
+
+
+@pytest.fixture
+def one_conn(pg_schema_url: str) -> Iterator[PostgresStore]:
+    """A store whose pool holds a single connection: every operation reuses it."""
+    s = PostgresStore(pg_schema_url, max_size=1)
+    s.create_session(SessionRecord("s1", "ep", 1.0))
+    yield s
+    s.close()
+
+
+def _backend_pid(store: PostgresStore) -> int:
+    return int(store._pool.run(
+        lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"],
+        write=False))
+
+
+def test_a_failed_statement_leaves_the_pooled_connection_usable(
+    one_conn: PostgresStore,
+) -> None:
+    pid = _backend_pid(one_conn)
+    one_conn.append_messages([message(1, msg_id="dup")], 100)
+    with pytest.raises(psycopg.IntegrityError):
+        one_conn.append_messages([message(2), message(3, msg_id="dup")], 100)
+    one_conn.append_messages([message(2)], 100)  # not "current transaction is aborted"
+    assert offsets(one_conn) == [1, 2]
+    assert _backend_pid(one_conn) == pid  # the same connection, rolled back, not replaced
+
+
+def test_an_error_raised_by_the_caller_rolls_the_transaction_back(
+    one_conn: PostgresStore,
+) -> None:
+    def work(conn: Any, retry: bool) -> None:
+        conn.execute('INSERT INTO messages (session_id, "offset", epoch, id, sender, ts,'
+                     " body, encrypted) VALUES ('s1', 7, 'ep', 'x', 'a', 1, '{}', false)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        one_conn._pool.run(work)
+    assert offsets(one_conn) == []
+    one_conn.append_messages([message(1)], 100)
+    assert offsets(one_conn) == [1]
+
+
+def test_a_commit_that_fails_leaves_nothing_and_the_connection_usable(
+    one_conn: PostgresStore,
+) -> None:
+    """PostgreSQL's failing COMMIT (here a deferred constraint; a full disk is another) rolls
+    the whole transaction back; the pool's connection is ready for the next one."""
+    one_conn._pool.run(lambda conn, retry: conn.execute(
+        "CREATE TABLE deferred_check (k INTEGER,"
+        " UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)"))
+    pid = _backend_pid(one_conn)
+
+    def work(conn: Any, retry: bool) -> None:
+        conn.execute("INSERT INTO deferred_check VALUES (1), (1)")  # fine until COMMIT
+        conn.execute(
+            "UPDATE sessions SET ended_at = 9 WHERE session_id = 's1'")
+
+    with pytest.raises(psycopg.IntegrityError):
+        one_conn._pool.run(work)
+    assert one_conn.load_session("s1").ended_at is None  # type: ignore[union-attr]
+    one_conn.append_messages([message(1)], 100)
+    assert offsets(one_conn) == [1]
+    assert _backend_pid(one_conn) == pid
+
+
+# ------------------------------------------------------------------ FHE folds
+
+
+def test_a_fold_racing_a_key_deletion_cannot_resurrect_the_aggregate(
+    pg: PostgresStore, pg_schema_url: str
+) -> None:
+    """The fold waits for a deletion in progress (the key's row is share-locked), then finds
+    no key and stores nothing."""
+    pg.put_fhe_key(FheKeyRecord("k1", "dr", {}, {"context": b"c"}, 1.0))
+    with psycopg.connect(pg_schema_url) as deleter, ThreadPoolExecutor(1) as pool:
+        deleter.execute("DELETE FROM fhe_keys WHERE key_id = 'k1'")  # not committed yet
+        deleter.execute("DELETE FROM fhe_aggregates WHERE key_id = 'k1'")
+        fold = pool.submit(pg.fold_aggregate, "fhe:a", "k1", 1, b"late", [("u1", "s1")])
+        wait_for(lambda: _waiting_on_a_lock(pg_schema_url))
+        assert not fold.done()
+        deleter.commit()
+        assert fold.result(timeout=30) is False
+    assert pg.load_aggregate("fhe:a", "k1") is None
+    assert not pg.fhe_contribution_seen("fhe:a", "u1", "s1")
+
+
+def _waiting_on_a_lock(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
+def test_a_fold_retried_after_an_ambiguous_commit_counts_once(pg: PostgresStore) -> None:
+    pg.put_fhe_key(FheKeyRecord("k1", "dr", {}, {"context": b"c"}, 1.0))
+    _flaky(pg, after_commit=1)
+    assert pg.fold_aggregate("fhe:a", "k1", 2, b"sum2", [("u1", "s1"), ("u2", "s1")])
+    assert pg.load_aggregate("fhe:a", "k1") == (2, b"sum2")
+    assert pg.fhe_contribution_seen("fhe:a", "u2", "s1")

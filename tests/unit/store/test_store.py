@@ -1,11 +1,11 @@
-"""The store suite, run over both backends: sessions, messages, notifications, FHE keys
-and aggregates. SQLite- and PostgreSQL-only behaviour lives in test_sqlite.py and
-test_postgres.py."""
+"""The store suite, run over both backends (fixtures in conftest.py): sessions, messages,
+notifications, FHE keys and aggregates; the audit trail and the FHE contributions are in
+test_store_audit.py and test_store_fhe.py. SQLite- and PostgreSQL-only behaviour lives in
+test_sqlite.py, test_sqlite_hardening.py and test_postgres.py."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,21 +18,6 @@ from confide.store.sqlite import SqliteStore
 
 #: What a write that breaks a unique constraint raises, per backend.
 INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of an empty database of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sub' / 'confide.db'}"
-    return str(request.getfixturevalue("pg_schema_url"))
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
-    yield s
-    s.close()
 
 
 def message(offset: int, session_id: str = "s1", sender: str = "alice",
