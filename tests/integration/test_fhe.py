@@ -206,7 +206,8 @@ async def test_workers_scale_up_under_burst_and_back_down(
     from actors.fhe_worker import FoldRequest
 
     await upload(fhe_server, "dr-keys", keys)
-    assert running_workers() == 1
+    # at rest first: an earlier test's load may still hold a second worker up
+    await wait_for(lambda: running_workers() == 1, timeout=60)
     handle = serve.get_deployment_handle("FheWorker", "confide")
     cts = tuple(encrypt(keys, [float(i)]).data for i in range(4))
     stop = time.monotonic() + 60
