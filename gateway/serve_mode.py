@@ -36,6 +36,19 @@ def replica_ports(port: int) -> tuple[int, int]:
     return base, base + REPLICA_PORT_BLOCK - 1
 
 
+def fallback_ports(port: int) -> tuple[int, int]:
+    """The HTTP and gRPC ports of Serve's own proxy in the Confide on `port`: a pair of its
+    own in 29000-29999, below the replica blocks and the kernel's ephemeral ports.
+
+    HAProxy sends a request there while no gateway replica is up (a deploy, a restart).
+    Serve's default (8500, 9500) is one for the whole machine: the first Serve to start
+    holds it, and the HAProxy of every other Serve beside it would hand its clients to
+    that Serve's application (another Confide, another store) in those moments.
+    """
+    base = 29000 + (port % 500) * 2
+    return base, base + 1
+
+
 def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str, str]:
     """The environment Serve needs for Confide's mode, on `settings.port`.
 
@@ -44,6 +57,7 @@ def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str,
     """
     run = Path(tempfile.mkdtemp(prefix="cfhp-", dir="/tmp"))
     low, high = replica_ports(settings.port)
+    fallback_http, fallback_grpc = fallback_ports(settings.port)
     return {
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(low),
@@ -52,6 +66,9 @@ def serve_env(settings: Settings, *, stats_port: int | None = None) -> dict[str,
         # connections (30 s by default). HAProxy here learns within 0.1 s, and open
         # WebSockets are dropped either way (clients resume), so 2 s is plenty.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+        # Serve's own proxy, HAProxy's fallback, on ports of this Confide (fallback_ports).
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback_http),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(fallback_grpc),
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
         "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
         # Access logs buffered, and Serve's logs in its files only (not the terminal).

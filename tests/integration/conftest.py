@@ -8,6 +8,7 @@ import secrets
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ray import serve
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
-from actors.directory import kill_hosts
+from actors.directory import host_name, kill_hosts
 from confide.auth import mint_token
 from confide.config import Settings
 from gateway.serve_mode import apply, runtime_dir, serve_env
@@ -88,6 +89,7 @@ class Server:
         """The whole server goes away: gateway replicas and host actors."""
         serve.delete("confide")
         kill_hosts(self.settings)
+        wait_for_hosts_gone(self.settings)
 
 
 def wait_for_websockets(port: int, timeout: float = 60.0) -> None:
@@ -116,6 +118,22 @@ def wait_for_websockets(port: int, timeout: float = 60.0) -> None:
     thread.join()
     if errors:
         raise errors[0]
+
+
+def wait_for_hosts_gone(settings: Settings, timeout: float = 30.0) -> None:
+    """`ray.kill` is asynchronous: until the GCS has the host actors dead, a new
+    deployment's get-or-create (actors/directory.py) would get the dying ones. Wait until
+    no host name of this deployment resolves."""
+    deadline = time.monotonic() + timeout
+    for k in range(settings.hosts):
+        while True:
+            try:
+                ray.get_actor(host_name(k), namespace=settings.ray_namespace)
+            except ValueError:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"host actor {k} still alive {timeout} s after its kill")
+            time.sleep(0.05)
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

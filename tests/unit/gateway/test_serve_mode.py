@@ -5,7 +5,13 @@ from __future__ import annotations
 import shutil
 
 from confide.config import Settings
-from gateway.serve_mode import REPLICA_PORT_BLOCK, replica_ports, runtime_dir, serve_env
+from gateway.serve_mode import (
+    REPLICA_PORT_BLOCK,
+    fallback_ports,
+    replica_ports,
+    runtime_dir,
+    serve_env,
+)
 
 
 def test_replica_ports_are_a_block_of_their_own_below_the_grpc_range() -> None:
@@ -29,5 +35,22 @@ def test_the_environment_names_the_mode_and_keeps_haproxy_files_short() -> None:
         # HAProxy refuses an admin socket path over 97 bytes (Serve adds a 40-char hash).
         assert len(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]) + 41 <= 97
         assert runtime_dir(env).is_dir()
+    finally:
+        shutil.rmtree(runtime_dir(env), ignore_errors=True)
+
+
+def test_serve_proxy_ports_are_a_pair_of_their_own_outside_the_replica_blocks() -> None:
+    # HAProxy falls back to Serve's proxy while no replica is up: another Confide's proxy
+    # there (Serve's default 8500 is one per machine) would answer this Confide's clients.
+    for port in (8000, 8001, 8499, 8500, 65535, 1):
+        http, grpc = fallback_ports(port)
+        assert 29000 <= http < grpc < 30000
+    pairs = [fallback_ports(p) for p in range(8000, 8500)]
+    assert len({p for pair in pairs for p in pair}) == 1000
+    env = serve_env(Settings(port=8123, jwt_secret="x" * 32))
+    try:
+        assert (env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"],
+                env["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"]) == tuple(
+                    str(p) for p in fallback_ports(8123))
     finally:
         shutil.rmtree(runtime_dir(env), ignore_errors=True)
