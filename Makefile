@@ -76,6 +76,6 @@ cluster-down: install
 cluster-kill-node: install
 	$(PY) cluster/local.py kill-node $(NODE)
 
-# Failure drills on a local three-node cluster (~11 min on 2 shared cores; not in `test`).
+# Failure drills on a local three-node cluster (about 3–4 min on 2 cores; not in `test`).
 drills: install
 	$(VENV)/bin/pytest -q -s -m drill tests/integration/test_drills.py
