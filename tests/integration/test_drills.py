@@ -181,3 +181,23 @@ async def test_full_cluster_restart(cluster: LocalCluster) -> None:
     figures = await drill(cluster, "full cluster restart", session, users, disrupt)
     assert figures["messages"] > 0 and figures["notifications"] > 0
     assert len(cluster.where()["nodes"]) == 3
+
+
+async def test_fhe_flow_on_the_cluster(cluster: LocalCluster) -> None:
+    """The FHE flow of `make run` works on the cluster too (its workers on the node with
+    the GPU resource): OpenFHE's default-parameter client registers a key, patients fetch
+    it from the server and contribute, the therapist decrypts the right sum and mean."""
+    from fhe.client import keys_from_context
+    from tests.integration.test_fhe_clients import (
+        check_sum_and_mean,
+        contribute_and_watch,
+        register,
+    )
+    from tests.unit.fhe.test_techniques import openfhe_context
+
+    keys = keys_from_context(openfhe_context(None, secure=True))
+    await register(cluster, "dr-cluster", keys)  # type: ignore[arg-type]
+    rng = random.Random(7)
+    vectors = [[rng.uniform(-5, 5) for _ in range(8)] for _ in range(4)]
+    agg = await contribute_and_watch(cluster, "dr-cluster", keys, vectors)  # type: ignore[arg-type]
+    check_sum_and_mean(keys, agg, vectors)
