@@ -160,6 +160,9 @@ class Bystander:
         """Seconds from a's send to b's receipt (waited for with a generous timeout)."""
         self.sent += 1
         msg_id = f"rt{self.sent}"
+        # b only listens: its heartbeat keeps it from being closed 4408 as silent
+        # (2 × heartbeat_s) when the module runs long
+        await self.b.send(json.dumps({"type": "ping"}))
         started = time.perf_counter()
         await self.a.send(json.dumps({"type": "message", "id": msg_id, "body": {"n": 1}}))
 
