@@ -15,6 +15,7 @@ from typing import Any
 from confide.audit import AuditRecord
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
 from confide.store.pgpool import Conn, PgPool
+from confide.store.reads import MessageReads
 from confide.strictjson import loads_stored
 
 _NOTIFICATION_COLUMNS = (
@@ -24,17 +25,6 @@ _NOTIFICATION_COLUMNS = (
 _SELECT_NOTIFICATION = f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications"
 
 
-def _message(row: dict[str, Any]) -> StoredMessage:
-    return StoredMessage(
-        session_id=row["session_id"],
-        offset=row["offset"],
-        epoch=row["epoch"],
-        id=row["id"],
-        sender=row["sender"],
-        ts=row["ts"],
-        body=loads_stored(row["body"]),
-        encrypted=bool(row["encrypted"]),
-    )
 
 
 def _notification(row: dict[str, Any]) -> NotificationRecord:
@@ -43,7 +33,9 @@ def _notification(row: dict[str, Any]) -> NotificationRecord:
     return NotificationRecord(**values)
 
 
-class PostgresStore:
+class PostgresStore(MessageReads):
+    PLACEHOLDER = "%s"
+
     def __init__(self, url: str, *, retry_s: float = 30.0, max_size: int = 4) -> None:
         self._pool = PgPool(url, retry_s=retry_s, max_size=max_size)
 
@@ -133,41 +125,6 @@ class PostgresStore:
                         )
 
         self._pool.run(work)
-
-    def find_message(self, session_id: str, sender: str, msg_id: str) -> StoredMessage | None:
-        rows = self._read(
-            "SELECT * FROM messages WHERE session_id = %s AND sender = %s AND id = %s",
-            (session_id, sender, msg_id),
-        )
-        return _message(rows[0]) if rows else None
-
-    def recent_ids(self, session_id: str, limit: int) -> list[tuple[str, str, int]]:
-        rows = self._read(
-            'SELECT sender, id, "offset" FROM messages WHERE session_id = %s'
-            ' ORDER BY "offset" DESC LIMIT %s',
-            (session_id, limit),
-        )
-        return [(r["sender"], r["id"], r["offset"]) for r in reversed(rows)]
-
-    def messages_after(
-        self, session_id: str, after: int, upto: int, limit: int
-    ) -> list[StoredMessage]:
-        rows = self._read(
-            'SELECT * FROM messages WHERE session_id = %s AND "offset" > %s AND "offset" <= %s'
-            ' ORDER BY "offset" LIMIT %s',
-            (session_id, after, upto, limit),
-        )
-        return [_message(r) for r in rows]
-
-    def messages_before(
-        self, session_id: str, before: int | None, limit: int
-    ) -> list[StoredMessage]:
-        rows = self._read(
-            'SELECT * FROM messages WHERE session_id = %s AND "offset" < %s'
-            ' ORDER BY "offset" DESC LIMIT %s',
-            (session_id, before if before is not None else 2**62, limit),
-        )
-        return [_message(r) for r in reversed(rows)]
 
     # --------------------------------------------------------- notifications
 

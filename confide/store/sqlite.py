@@ -16,6 +16,7 @@ from typing import Any
 from confide.audit import AuditRecord
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
 from confide.store.migrations import migrate_sqlite
+from confide.store.reads import MessageReads
 from confide.strictjson import loads_stored
 
 log = logging.getLogger("confide.store")
@@ -37,17 +38,6 @@ _NOTIFICATION_COLUMNS = (
 )
 
 
-def _message(row: sqlite3.Row) -> StoredMessage:
-    return StoredMessage(
-        session_id=row["session_id"],
-        offset=row["offset"],
-        epoch=row["epoch"],
-        id=row["id"],
-        sender=row["sender"],
-        ts=row["ts"],
-        body=loads_stored(row["body"]),  # old rows may hold Infinity: served as null
-        encrypted=bool(row["encrypted"]),
-    )
 
 
 def _notification(row: sqlite3.Row) -> NotificationRecord:
@@ -81,7 +71,7 @@ def secure_files(path: str) -> None:
             log.warning("cannot make a database file owner-only (not its owner)")
 
 
-class SqliteStore:
+class SqliteStore(MessageReads):
     def __init__(self, path: str) -> None:
         self._path = path
         secure_directory(Path(path).parent)
@@ -204,41 +194,6 @@ class SqliteStore:
                         'DELETE FROM messages WHERE session_id = ? AND "offset" <= ?',
                         (session_id, last - retention),
                     )
-
-    def find_message(self, session_id: str, sender: str, msg_id: str) -> StoredMessage | None:
-        rows = self._read(
-            "SELECT * FROM messages WHERE session_id = ? AND sender = ? AND id = ?",
-            (session_id, sender, msg_id),
-        )
-        return _message(rows[0]) if rows else None
-
-    def recent_ids(self, session_id: str, limit: int) -> list[tuple[str, str, int]]:
-        rows = self._read(
-            'SELECT sender, id, "offset" FROM messages WHERE session_id = ?'
-            ' ORDER BY "offset" DESC LIMIT ?',
-            (session_id, limit),
-        )
-        return [(r["sender"], r["id"], r["offset"]) for r in reversed(rows)]
-
-    def messages_after(
-        self, session_id: str, after: int, upto: int, limit: int
-    ) -> list[StoredMessage]:
-        rows = self._read(
-            'SELECT * FROM messages WHERE session_id = ? AND "offset" > ? AND "offset" <= ?'
-            ' ORDER BY "offset" LIMIT ?',
-            (session_id, after, upto, limit),
-        )
-        return [_message(r) for r in rows]
-
-    def messages_before(
-        self, session_id: str, before: int | None, limit: int
-    ) -> list[StoredMessage]:
-        rows = self._read(
-            'SELECT * FROM messages WHERE session_id = ? AND "offset" < ?'
-            ' ORDER BY "offset" DESC LIMIT ?',
-            (session_id, before if before is not None else 2**62, limit),
-        )
-        return [_message(r) for r in reversed(rows)]
 
     # --------------------------------------------------------- notifications
 
