@@ -61,9 +61,14 @@ backoff_sleep = asyncio.sleep
 
 class AnalyticsClient(Connection):
     """An analytics client. Events: frames of streams with no subscription, `subscribed`,
-    `unsubscribed`, `error`, `welcome`, `state`, `close`."""
+    `unsubscribed`, `error`, `welcome`, `state`, `close`.
+
+    It does not offer compression unless `compress=True`: its frames are mostly base64
+    ciphertexts, which deflate shrinks by a quarter at the cost of more CPU, on both ends,
+    than the sending saves (measured: 3.4x the contribution throughput without it)."""
 
     def __init__(self, url: str, token: str, **options: Unpack[ConnectionOptions]) -> None:
+        options.setdefault("compress", False)
         super().__init__(url, token, **options)
         self._subs: dict[_Key, Subscription] = {}
 

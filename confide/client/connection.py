@@ -56,6 +56,7 @@ class ConnectionOptions(TypedDict, total=False):
     open_timeout_s: float
     request_timeout_s: float
     event_buffer: int
+    compress: bool
 
 
 def backoff_delay(
@@ -91,7 +92,8 @@ class Connection:
     `welcome.heartbeat_s`), `base_backoff_s`/`max_backoff_s` (reconnect delays),
     `extra_headers` (upgrade request), `token_in_header` (send the token as
     `Authorization: Bearer` instead of in `hello`), `open_timeout_s` (connect and handshake),
-    `request_timeout_s` (default for requests), `event_buffer` (events kept for `events()`).
+    `request_timeout_s` (default for requests), `event_buffer` (events kept for `events()`),
+    `compress` (offer permessage-deflate; off for ciphertexts, which do not compress).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class Connection:
         open_timeout_s: float = 10.0,
         request_timeout_s: float = 30.0,
         event_buffer: int = 1000,
+        compress: bool = True,
     ) -> None:
         try:
             parse_uri(url)
@@ -124,6 +127,7 @@ class Connection:
         self._extra_headers = dict(extra_headers or {})
         self._open_timeout_s = open_timeout_s
         self._request_timeout_s = request_timeout_s
+        self._compression: Literal["deflate"] | None = "deflate" if compress else None
         self._hub = EventHub(event_buffer)
         self._state: State = "closed"
         self._changed = asyncio.Event()
@@ -347,6 +351,7 @@ class Connection:
                 close_timeout=_CLOSE_TIMEOUT_S,
                 ping_interval=None,
                 max_size=MAX_FRAME_BYTES,
+                compression=self._compression,
             ) as ws:
                 self._ws = ws
                 try:

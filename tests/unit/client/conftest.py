@@ -69,6 +69,8 @@ class Recorder:
         self.hellos: list[Frame] = []
         self.received: list[Frame] = []
         self.sockets: list[ServerConnection] = []
+        #: Per connection, the extensions its upgrade request offered.
+        self.offered: list[str | None] = []
         self._changed = asyncio.Event()
 
     def changed(self) -> None:
@@ -90,6 +92,8 @@ class Responder(Recorder):
     """A server that welcomes each connection, then answers each frame with `_answer`."""
 
     async def handler(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        self.offered.append(ws.request.headers.get("Sec-WebSocket-Extensions"))
         self.hellos.append(await recv(ws))
         await send(ws, welcome())
         self.sockets.append(ws)

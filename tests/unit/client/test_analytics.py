@@ -130,3 +130,15 @@ async def test_submit_gives_up_after_its_retries() -> None:
             await c.submit("fhe:mood", "k1", "Y2lwaGVy", id="s-10", timeout=3, retries=1)
     assert refused.value.code == "overloaded"
     assert len(server.of_type("submit")) == 2
+
+
+async def test_ciphertext_connections_do_not_offer_compression() -> None:
+    """Base64 ciphertexts barely deflate: the analytics client leaves compression off
+    unless asked, where the other clients offer it."""
+    server = Analytics()
+    async with running(server.handler) as base:
+        async with AnalyticsClient(f"{base}/ws/analytics", "t") as plain:
+            await plain.submit("fhe:mood", "k1", "Y2lwaGVy", id="s-1", timeout=3)
+        async with AnalyticsClient(f"{base}/ws/analytics", "t", compress=True) as deflate:
+            await deflate.submit("fhe:mood", "k1", "Y2lwaGVy", id="s-2", timeout=3)
+    assert server.offered[0] is None and "permessage-deflate" in (server.offered[1] or "")
