@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from actors.blobs import Blob, fetch
 from confide.errors import ConfideError, Internal, InvalidMessage
 from fhe.errors import FheError
 from fhe.keys import KeyMeta, PublicBundle
@@ -17,13 +18,19 @@ from fhe.keys import KeyMeta, PublicBundle
 log = logging.getLogger("confide.fhe")
 
 
+#: Why a contribution whose bytes could not be fetched was not added (a host answers
+#: its submit `internal`: retry).
+LOST = "the contribution was lost in transit; submit it again"
+
+
 @dataclass(frozen=True)
 class FoldRequest:
-    """Add `contributions` to `total` (None: start from the first valid one)."""
+    """Add `contributions` to `total` (None: start from the first valid one): bytes, or
+    blobs in Ray's object store (actors/blobs.py) that the worker fetches."""
 
     key_id: str
     total: bytes | None
-    contributions: tuple[bytes, ...]
+    contributions: tuple[bytes | Blob, ...]
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,24 @@ class ScoreRequest:
     ciphertext: bytes
     weights: tuple[float, ...]
     bias: float
+
+
+async def fetched(req: FoldRequest) -> tuple[FoldRequest, list[int]]:
+    """The request with its blobs' bytes, and the positions of those that were lost
+    (left out of the request; `with_lost` puts them back in its result)."""
+    data = await fetch(req.contributions)
+    lost = [i for i, d in enumerate(data) if d is None]
+    return FoldRequest(req.key_id, req.total, tuple(d for d in data if d is not None)), lost
+
+
+def with_lost(result: FoldResult | ConfideError, lost: list[int]) -> FoldResult | ConfideError:
+    """A fetched request's result, refusing the lost contributions at their positions."""
+    if not lost or not isinstance(result, FoldResult):
+        return result
+    refused = list(result.refused)
+    for i in lost:
+        refused.insert(i, LOST)
+    return FoldResult(result.total, tuple(refused), result.worker)
 
 
 def as_error(exc: BaseException) -> ConfideError:
@@ -81,6 +106,7 @@ class BatchCompute:
         valid: list[bytes] = []
         refused: list[str | None] = []
         for ct in req.contributions:
+            assert isinstance(ct, bytes), "blobs are fetched before the batch runs"
             try:
                 check_submission(ct, meta)
             except FheError as e:

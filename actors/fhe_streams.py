@@ -5,11 +5,16 @@ FHE workers adds them all to the running sum (limb kernels, batched). The new su
 stored before the contributors get their `ack`; subscribers (the key's owner only) get
 an `aggregate` at most once a second.
 
+Contributions arrive as blobs (actors/blobs.py): the gateway decoded the ciphertext and
+put it in Ray's object store, and the worker that sums it fetches it, so the host only
+queues references.
+
 Submits are idempotent by (user, stream, id): the new sum and the ids it counts are
-stored in one transaction (`Store.fold_aggregate`), so a resubmitted id is acked again
-and not counted twice, across host restarts too. The host's queue is bounded in bytes
-(`fhe_host_queue_bytes`): past it a submit is refused `overloaded`. A fold that finishes
-after its key was deleted stores nothing (the store checks the key in the same
+stored in one transaction (`Store.fold_aggregate`), and before each fold the ids of its
+batch are looked up at once (`Store.fhe_contributions_seen`), so a resubmitted id is acked
+again and not counted twice, across host restarts too. The host's queue is bounded in
+bytes (`fhe_host_queue_bytes`): past it a submit is refused `overloaded`. A fold that
+finishes after its key was deleted stores nothing (the store checks the key in the same
 transaction), and the in-memory aggregate goes with it.
 """
 
@@ -17,15 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.blobs import Blob
+from actors.fhe_compute import LOST
 from actors.fhe_worker import FoldRequest, FoldResult, ScoreRequest, call_worker
 from actors.ray_errors import unwrap
+from confide import b64
 from confide.analytics import StreamRef, Throttle
 from confide.auth import Principal
 from confide.config import Settings
@@ -48,8 +55,8 @@ MAX_FOLD = 256
 
 def decode_ciphertext(text: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+        return b64.decode(text)
+    except ValueError:
         raise InvalidMessage("ciphertext is not valid base64") from None
 
 
@@ -59,7 +66,7 @@ Ident = tuple[str, str] | None
 
 @dataclass
 class _Pending:
-    data: bytes
+    blob: Blob
     done: asyncio.Future[None]
     ident: Ident
 
@@ -76,8 +83,6 @@ class _Aggregate:
     touched: float = field(default_factory=time.monotonic)
     #: Contributions queued or being folded, by identity (a resubmit waits on the first).
     inflight: dict[tuple[str, str], asyncio.Future[None]] = field(default_factory=dict)
-    #: Bumped after every stored fold (a store lookup that straddles one is redone).
-    generation: int = 0
     deleted: bool = False
 
 
@@ -156,33 +161,24 @@ class FheStreams:
 
     # ------------------------------------------------------------- analytics
 
-    async def submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+    async def submit(self, ref: StreamRef, blob: Blob, user: str | None = None,
                      submit_id: str | None = None) -> None:
-        """Fold one contribution in; returns once the new sum is stored (at once when
-        (user, submit_id) was already counted in this stream)."""
+        """Fold one contribution in; returns once the new sum is stored (or, when
+        (user, submit_id) was already counted in this stream, once that is known)."""
         assert ref.key_id is not None
         await self.key(ref.key_id)
-        data = decode_ciphertext(ciphertext)
         ident: Ident = (user, submit_id) if user is not None and submit_id is not None else None
-        while True:
-            agg = await self._aggregate(ref)
-            if ident is not None:
-                earlier = agg.inflight.get(ident)
-                if earlier is not None:  # the same contribution is on its way: its answer
-                    await asyncio.shield(earlier)
-                    return
-                generation = agg.generation
-                if await asyncio.to_thread(self.store.fhe_contribution_seen, ref.name, *ident):
-                    return
-                if agg.generation != generation or ident in agg.inflight:
-                    continue  # a fold finished meanwhile: look again
-            if self._aggregates.get(ref.topic) is agg:  # not evicted or deleted meanwhile
-                break
-        if self.queued_bytes + len(data) > self.settings.fhe_host_queue_bytes:
+        agg = await self._aggregate(ref)
+        if ident is not None:
+            earlier = agg.inflight.get(ident)
+            if earlier is not None:  # the same contribution is on its way: its answer
+                await asyncio.shield(earlier)
+                return
+        if self.queued_bytes + blob.size > self.settings.fhe_host_queue_bytes:
             raise Overloaded("encrypted computation is overloaded; retry later")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        agg.pending.append(_Pending(data, done, ident))
-        self.queued_bytes += len(data)
+        agg.pending.append(_Pending(blob, done, ident))
+        self.queued_bytes += blob.size
         if ident is not None:
             agg.inflight[ident] = done
             done.add_done_callback(lambda _: agg.inflight.pop(ident, None))
@@ -194,9 +190,11 @@ class FheStreams:
         await asyncio.sleep(self.settings.fhe_flush_s)  # gather what arrives meanwhile
         while agg.pending:
             batch, agg.pending = agg.pending[:MAX_FOLD], agg.pending[MAX_FOLD:]
-            self.queued_bytes -= sum(len(p.data) for p in batch)
+            self.queued_bytes -= sum(p.blob.size for p in batch)
             try:
-                await self._fold(agg, batch)
+                fresh = await self._not_counted(agg, batch)
+                if fresh:
+                    await self._fold(agg, fresh)
             except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets it
                 err = unwrap(exc)
                 if not isinstance(err, ConfideError):
@@ -207,11 +205,26 @@ class FheStreams:
                         p.done.set_exception(err)
         self._evict_if_unwatched(agg)
 
+    async def _not_counted(self, agg: _Aggregate, batch: list[_Pending]) -> list[_Pending]:
+        """The batch less the contributions already counted in this stream (acked now):
+        one store lookup per fold. Exact, since a stream's folds run one at a time."""
+        idents = [p.ident for p in batch if p.ident is not None]
+        if not idents:
+            return batch
+        seen = await asyncio.to_thread(self.store.fhe_contributions_seen, agg.ref.name, idents)
+        fresh = []
+        for p in batch:
+            if p.ident is not None and p.ident in seen:
+                p.done.set_result(None)
+            else:
+                fresh.append(p)
+        return fresh
+
     async def _fold(self, agg: _Aggregate, batch: list[_Pending]) -> None:
         assert agg.ref.key_id is not None
         if agg.deleted:
             raise NotFound("no such key")
-        result = await self._sum(agg.ref.key_id, agg.total, [p.data for p in batch])
+        result = await self._sum(agg.ref.key_id, agg.total, [p.blob for p in batch])
         accepted = [p for p, r in zip(batch, result.refused, strict=True) if r is None]
         if accepted and result.total is not None:
             idents = [p.ident for p in accepted if p.ident is not None]
@@ -224,16 +237,17 @@ class FheStreams:
             agg.count += len(accepted)
             agg.total = result.total
             agg.dirty = True
-            agg.generation += 1
         for p, reason in zip(batch, result.refused, strict=True):
             if p.done.done():
                 continue
             if reason is None:
                 p.done.set_result(None)
+            elif reason == LOST:
+                p.done.set_exception(Internal(LOST))
             else:
                 p.done.set_exception(InvalidMessage(reason))
 
-    async def _sum(self, key_id: str, total: bytes | None, cts: list[bytes]) -> FoldResult:
+    async def _sum(self, key_id: str, total: bytes | None, cts: list[Blob]) -> FoldResult:
         """`total` plus the valid `cts`. A batch of at least two shards is split into
         shards of `fhe_shard_size` folded concurrently (partial sums, spread over the
         worker replicas by Serve), then one fold adds the partial sums to the total: a

@@ -27,6 +27,8 @@ from actors.fhe_compute import (
     FoldResult,
     ScoreRequest,
     as_error,
+    fetched,
+    with_lost,
 )
 from confide.auth import Principal
 from confide.config import Settings, settings_from_actor_config
@@ -297,9 +299,11 @@ class FheWorker:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def fold(self, requests: list[FoldRequest]) -> list[FoldResult | ConfideError]:
         self._start()
-        results = await self.core.fold_many(requests)
+        ready = await asyncio.gather(*(fetched(r) for r in requests))
+        results = await self.core.fold_many([r for r, _ in ready])
         me = self._replica_id()
-        return [replace(r, worker=me) if isinstance(r, FoldResult) else r for r in results]
+        merged = [with_lost(res, lost) for res, (_, lost) in zip(results, ready, strict=True)]
+        return [replace(r, worker=me) if isinstance(r, FoldResult) else r for r in merged]
 
     def _replica_id(self) -> str:
         try:

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "fhe_scale.json"
 SECRET = "benchmark-secret-0123456789abcdef-0123"
+# Actors read the secret from their environment, never from their arguments.
+os.environ.setdefault("CONFIDE_JWT_SECRET", SECRET)
 
 
 def free_port() -> int:
@@ -47,7 +49,8 @@ async def run_load(port: int, token: Any, key_id: str, ct: str, streams: list[st
 
     sockets = []
     for i in range(conns):
-        ws = await connect(f"ws://127.0.0.1:{port}/ws/analytics", max_size=2**24)
+        ws = await connect(f"ws://127.0.0.1:{port}/ws/analytics", max_size=2**24,
+                             compression=None)
         await ws.send(json.dumps({"type": "hello", "token": token(f"bench-{i}")}))
         await ws.recv()
         sockets.append(ws)

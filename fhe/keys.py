@@ -8,13 +8,13 @@ core can hold, store and ship these anywhere. reprs show sizes only, never bytes
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
+from confide import b64
 from fhe.errors import MalformedKeyBundle
 
 _B = TypeVar("_B", bound="_Blob")
@@ -23,8 +23,8 @@ _B = TypeVar("_B", bound="_Blob")
 def b64decode_strict(text: str, *, field_name: str) -> bytes:
     """Decode standard base64, refusing anything else (typed error names the field)."""
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return b64.decode(text)
+    except ValueError:
         raise MalformedKeyBundle(f"{field_name}: not valid base64") from None
 
 

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import ray
 
+from actors.blobs import Blob
 from actors.host.host import Host
 from actors.host.messages import (
     Attached,
@@ -167,9 +168,9 @@ class HostActor:
         await self._host.stream_report(source, kind, data)
 
     @_logged
-    async def fhe_submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+    async def fhe_submit(self, ref: StreamRef, blob: Blob, user: str | None = None,
                          submit_id: str | None = None) -> None:
-        await self._host.fhe_submit(ref, ciphertext, user, submit_id)
+        await self._host.fhe_submit(ref, blob, user, submit_id)
 
     @_logged
     async def fhe_key_deleted(self, key_id: str) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from actors.blobs import Blob
 from actors.host.batcher import Batcher
 from actors.host.messages import (
     Attached,
@@ -199,10 +200,12 @@ class HostClient:
     async def stream_report(self, source: str, kind: str, data: dict[str, Any]) -> None:
         await self._wait(self.actor.stream_report.remote(source, kind, data))
 
-    async def fhe_submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+    async def fhe_submit(self, ref: StreamRef, ciphertext: bytes, user: str | None = None,
                          submit_id: str | None = None) -> None:
-        """Idempotent by (user, submit_id): a retry after a host crash is not counted twice."""
-        await self._wait(self.actor.fhe_submit.remote(ref, ciphertext, user, submit_id))
+        """Idempotent by (user, submit_id): a retry after a host crash is not counted twice.
+        The bytes go to Ray's object store from here; the host passes on the reference."""
+        blob = Blob.put(ciphertext)
+        await self._wait(self.actor.fhe_submit.remote(ref, blob, user, submit_id))
 
     def fhe_key_deleted(self, key_id: str) -> None:
         """Fire and forget: the host drops its cached key record."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from ray.util import metrics as ray_metrics
 
+from actors.blobs import Blob
 from actors.host.base import HostBase, Watched
 from actors.routing import host_index
 from confide.analytics import StreamRef, Throttle
@@ -54,9 +55,9 @@ class StreamOps(HostBase):
     async def stream_report(self, source: str, kind: str, data: dict[str, Any]) -> None:
         self.system.report(source, kind, data, self.clock.time())
 
-    async def fhe_submit(self, ref: StreamRef, ciphertext: str, user: str | None = None,
+    async def fhe_submit(self, ref: StreamRef, blob: Blob, user: str | None = None,
                          submit_id: str | None = None) -> None:
-        await self.fhe.submit(ref, ciphertext, user, submit_id)
+        await self.fhe.submit(ref, blob, user, submit_id)
 
     async def fhe_key_deleted(self, key_id: str) -> None:
         self.fhe.forget_key(key_id)

@@ -15,7 +15,6 @@ So Python and browser members of a session read each other's messages:
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import os
@@ -23,6 +22,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from confide import b64
 
 ALG = "A256GCM"
 IV_BYTES = 12
@@ -61,8 +62,8 @@ def open_body(key: bytes, session_id: str, sealed: dict[str, Any]) -> dict[str, 
     if sealed.get("key_id") != key_id(key):
         raise SealedBodyError("sealed under another key")
     try:
-        raw = base64.b64decode(str(sealed.get("ciphertext", "")), validate=True)
-    except (binascii.Error, ValueError):
+        raw = b64.decode(str(sealed.get("ciphertext", "")))
+    except ValueError:
         raise SealedBodyError("ciphertext is not base64") from None
     if len(raw) < IV_BYTES + 16:
         raise SealedBodyError("ciphertext too short")

@@ -118,7 +118,6 @@ class Store(Protocol):
         """Delete events with `ts < before`; how many were deleted."""
         ...
 
-    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
     def fold_aggregate(
         self, stream: str, key_id: str, count: int, total: bytes,
         contributions: Sequence[tuple[str, str]],
@@ -127,13 +126,14 @@ class Store(Protocol):
         record each (user, submit id) as counted. False (nothing written) once the key
         was deleted."""
         ...
-    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
-        """Whether (user, submit id) was already counted in `stream` (any key)."""
+    def fhe_contributions_seen(
+        self, stream: str, contributions: Sequence[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Which of these (user, submit id) were already counted in `stream` (any key)."""
         ...
     def fhe_key_exists(self, key_id: str) -> bool:
         """Whether the key is registered (cheap: no blobs read)."""
         ...
-    # --- end fhe helper additions ---
 
     def close(self) -> None: ...
 

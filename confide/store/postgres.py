@@ -260,7 +260,7 @@ class PostgresStore(MessageReads):
         )
         return (int(rows[0]["count"]), bytes(rows[0]["total"])) if rows else None
 
-    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
+    # ------------------------------------------- FHE folds (idempotent, key-checked)
 
     def fold_aggregate(
         self, stream: str, key_id: str, count: int, total: bytes,
@@ -293,17 +293,21 @@ class PostgresStore(MessageReads):
 
         return bool(self._pool.run(work))
 
-    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
-        return bool(self._read(
-            'SELECT 1 FROM fhe_contributions WHERE stream = %s AND "user" = %s'
-            " AND submit_id = %s",
-            (stream, user, submit_id),
-        ))
+    def fhe_contributions_seen(
+        self, stream: str, contributions: Sequence[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        if not contributions:
+            return set()
+        rows = self._read(
+            'SELECT f."user", f.submit_id FROM unnest(%s::text[], %s::text[]) AS q(u, s)'
+            ' JOIN fhe_contributions f ON f.stream = %s AND f."user" = q.u'
+            " AND f.submit_id = q.s",
+            ([c[0] for c in contributions], [c[1] for c in contributions], stream),
+        )
+        return {(r["user"], r["submit_id"]) for r in rows}
 
     def fhe_key_exists(self, key_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM fhe_keys WHERE key_id = %s", (key_id,)))
-
-    # --- end fhe helper additions ---
 
     # ------------------------------------------------------------ audit trail
 

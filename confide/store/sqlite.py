@@ -31,6 +31,8 @@ AUDIT_PRUNE = "DELETE FROM audit_events WHERE ts < ?"
 #: Owner-only modes of the database's directory and files (-wal and -shm included).
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+#: (user, submit id) pairs looked up per statement (two parameters each).
+_SEEN_CHUNK = 400
 
 _NOTIFICATION_COLUMNS = (
     "id, user, producer, kind, title, body, data, created_at, expires_at, state, "
@@ -347,7 +349,7 @@ class SqliteStore(MessageReads):
         with self._tx() as db:
             return int(db.execute(AUDIT_PRUNE, (before,)).rowcount)
 
-    # --- fhe helper (issue 8): idempotent contributions, no resurrection after deletion ---
+    # ------------------------------------------- FHE folds (idempotent, key-checked)
 
     def fold_aggregate(
         self, stream: str, key_id: str, count: int, total: bytes,
@@ -368,16 +370,24 @@ class SqliteStore(MessageReads):
             )
         return True
 
-    def fhe_contribution_seen(self, stream: str, user: str, submit_id: str) -> bool:
-        return bool(self._read(
-            "SELECT 1 FROM fhe_contributions WHERE stream = ? AND user = ? AND submit_id = ?",
-            (stream, user, submit_id),
-        ))
+    def fhe_contributions_seen(
+        self, stream: str, contributions: Sequence[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        seen: set[tuple[str, str]] = set()
+        for i in range(0, len(contributions), _SEEN_CHUNK):
+            chunk = contributions[i : i + _SEEN_CHUNK]
+            values = ", ".join("(?, ?)" for _ in chunk)
+            rows = self._read(
+                f"WITH q(u, s) AS (VALUES {values}) SELECT f.user, f.submit_id"
+                " FROM q JOIN fhe_contributions f ON f.stream = ? AND f.user = q.u"
+                " AND f.submit_id = q.s",
+                (*(v for c in chunk for v in c), stream),
+            )
+            seen.update((r[0], r[1]) for r in rows)
+        return seen
 
     def fhe_key_exists(self, key_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM fhe_keys WHERE key_id = ?", (key_id,)))
-
-    # --- end fhe helper additions ---
 
     def close(self) -> None:
         with self._lock:

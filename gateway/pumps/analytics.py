@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
+from confide import b64
 from confide.analytics import StreamRef, resolve
 from confide.errors import ConfideError, Internal, InvalidMessage, NotFound, RateLimited
 from confide.protocol import (
@@ -105,22 +106,26 @@ class AnalyticsPump(Pump):
         if not frame.stream.startswith("fhe:"):
             raise InvalidMessage("only fhe: streams take contributions", frame_id=frame.id)
         ref = resolve(frame.stream, self.who, frame.key_id)
+        try:  # decoded here, on a replica, not on the stream's host
+            data = b64.decode(frame.ciphertext)
+        except ValueError:
+            raise InvalidMessage("ciphertext is not valid base64", frame_id=frame.id) from None
         if len(self._submits) >= MAX_INFLIGHT_SUBMITS:
             raise RateLimited("too many contributions awaiting their ack", frame_id=frame.id)
-        settings, user, size = self.ctx.settings, self.who.user, len(frame.ciphertext)
+        settings, user, size = self.ctx.settings, self.who.user, len(data)
         if not USER_SUBMITS.take(user, size, settings.fhe_user_inflight,
                                  settings.fhe_user_inflight_bytes):
             raise RateLimited("too many contributions of this user awaiting their ack",
                               frame_id=frame.id)
-        task = asyncio.create_task(self._submit(ref, frame))
+        task = asyncio.create_task(self._submit(ref, frame, data))
         self._submits.add(task)
         task.add_done_callback(self._submits.discard)
         task.add_done_callback(lambda _: USER_SUBMITS.give(user, size))
 
-    async def _submit(self, ref: StreamRef, frame: Submit) -> None:
+    async def _submit(self, ref: StreamRef, frame: Submit, data: bytes) -> None:
         try:
             await self.ctx.hosts.host_for(ref.route).fhe_submit(
-                ref, frame.ciphertext, self.who.user, str(frame.id))
+                ref, data, self.who.user, str(frame.id))
         except ConfideError as err:
             err.frame_id = frame.id
             self.push_error(err)

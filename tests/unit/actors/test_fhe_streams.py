@@ -5,28 +5,35 @@ deletion during an in-flight fold, eviction of unwatched aggregates."""
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from actors.blobs import Blob
+from actors.fhe_compute import LOST
 from actors.fhe_streams import FheStreams
 from actors.fhe_worker import FoldRequest, FoldResult
 from confide.analytics import StreamRef
 from confide.config import Settings
-from confide.errors import NotFound, Overloaded
+from confide.errors import Internal, NotFound, Overloaded
 from confide.store.base import FheKeyRecord
 from confide.store.sqlite import SqliteStore
 
 REF = StreamRef("fhe:mood", "fhe", "stream:fhe:mood", "k1")
-CT = base64.b64encode(b"x" * 100).decode()
+#: A contribution: the host only passes its reference on (a worker fetches the bytes).
+CT = Blob("object-ref", 100)
 
 
-def value(ct: bytes) -> int:
+def is_lost(ct: bytes | Blob) -> bool:
+    """The blob's owner died before a worker fetched it."""
+    return isinstance(ct, Blob) and ct.ref == "lost"
+
+
+def value(ct: bytes | Blob) -> int:
     """A contribution counts 1; a partial sum (digits) counts what it says."""
-    return int(ct) if ct.isdigit() else 1
+    return int(ct) if isinstance(ct, bytes) else 1
 
 
 class Worker:
@@ -43,8 +50,9 @@ class Worker:
         if self.gate is not None:
             await self.gate.wait()
         before = int(req.total.decode()) if req.total else 0
-        total = str(before + sum(value(c) for c in req.contributions)).encode()
-        return FoldResult(total, tuple(None for _ in req.contributions))
+        kept = [c for c in req.contributions if not is_lost(c)]
+        total = str(before + sum(value(c) for c in kept)).encode()
+        return FoldResult(total, tuple(LOST if is_lost(c) else None for c in req.contributions))
 
     def remote(self, req: FoldRequest) -> Any:
         return self._fold(req)
@@ -88,6 +96,19 @@ async def test_resubmitted_id_counted_once(store: SqliteStore, tmp_path: Path) -
     await again.submit(REF, CT, "u2", "b")
     assert store.load_aggregate("fhe:mood", "k1") == (3, b"3")
     assert [len(f.contributions) for f in worker2.folds] == [1]
+
+
+async def test_a_lost_contribution_fails_alone_and_may_be_resubmitted(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    fhe, _ = streams(store, tmp_path)
+    lost = fhe.submit(REF, Blob("lost", 100), "u1", "a")
+    results = await asyncio.gather(lost, fhe.submit(REF, CT, "u2", "a"), return_exceptions=True)
+    assert isinstance(results[0], Internal) and results[0].code.value == "internal"
+    assert results[1] is None
+    assert store.load_aggregate("fhe:mood", "k1") == (1, b"1")
+    await fhe.submit(REF, CT, "u1", "a")  # not counted before: counted now
+    assert store.load_aggregate("fhe:mood", "k1") == (2, b"2")
 
 
 async def test_queue_bounded_in_bytes(store: SqliteStore, tmp_path: Path) -> None:

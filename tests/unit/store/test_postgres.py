@@ -303,7 +303,7 @@ def test_a_fold_racing_a_key_deletion_cannot_resurrect_the_aggregate(
         deleter.commit()
         assert fold.result(timeout=30) is False
     assert pg.load_aggregate("fhe:a", "k1") is None
-    assert not pg.fhe_contribution_seen("fhe:a", "u1", "s1")
+    assert ("u1", "s1") not in pg.fhe_contributions_seen("fhe:a", [("u1", "s1")])
 
 
 def _waiting_on_a_lock(url: str) -> bool:
@@ -320,4 +320,4 @@ def test_a_fold_retried_after_an_ambiguous_commit_counts_once(pg: PostgresStore)
     _flaky(pg, after_commit=1)
     assert pg.fold_aggregate("fhe:a", "k1", 2, b"sum2", [("u1", "s1"), ("u2", "s1")])
     assert pg.load_aggregate("fhe:a", "k1") == (2, b"sum2")
-    assert pg.fhe_contribution_seen("fhe:a", "u2", "s1")
+    assert ("u2", "s1") in pg.fhe_contributions_seen("fhe:a", [("u2", "s1")])
