@@ -6,7 +6,7 @@ through callbacks (`on`) and an async iterator (`events`, `next_event`).
 
 from confide.client.analytics import AnalyticsClient, Subscription
 from confide.client.chat import ChatClient
-from confide.client.connection import Connection, ConnectionOptions, State, backoff_delay
+from confide.client.connection import Connection, State
 from confide.client.errors import (
     ClientClosed,
     ClientError,
@@ -16,6 +16,7 @@ from confide.client.errors import (
 )
 from confide.client.events import Event
 from confide.client.notifications import NotificationsClient
+from confide.client.options import ConnectionOptions, backoff_delay
 
 __all__ = [
     "AnalyticsClient",

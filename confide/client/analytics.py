@@ -14,9 +14,10 @@ from uuid import uuid4
 
 from typing_extensions import Unpack
 
-from confide.client.connection import Connection, ConnectionOptions
+from confide.client.connection import Connection
 from confide.client.errors import ClientClosed, ConnectionLost, ServerError
 from confide.client.events import Event, FrameQueue
+from confide.client.options import ConnectionOptions
 from confide.protocol import Submit, Subscribe, Unsubscribe
 
 #: Frames a subscription buffers; the oldest is dropped when its reader falls behind.

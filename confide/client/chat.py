@@ -27,9 +27,10 @@ from uuid import uuid4
 
 from typing_extensions import Unpack, assert_never
 
-from confide.client.connection import Connection, ConnectionOptions
+from confide.client.connection import Connection
 from confide.client.errors import ClientClosed, ConnectionLost, ServerError
 from confide.client.events import Event, log
+from confide.client.options import ConnectionOptions
 from confide.cursor import Deliver, DeliveryCursor, Gap, Skip
 from confide.protocol import ChatMessage, End, HistoryRequest, Status, StatusUpdate
 

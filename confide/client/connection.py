@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, Literal, TypeVar
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -26,63 +24,31 @@ from websockets.uri import parse_uri
 
 from confide.client.errors import ClientClosed, ConnectError, ConnectionLost
 from confide.client.events import Callback, Event, EventHub
+from confide.client.handshake import (
+    ABNORMAL,
+    PROTOCOL_ERROR,
+    NotWelcomed,
+    close_of,
+    hello_frame,
+    parse_welcome,
+    recv_within,
+    refused,
+)
+from confide.client.heartbeat import keepalive
+from confide.client.options import backoff_delay
+from confide.client.pending import PendingRequests
 from confide.errors import RECONNECT_CODES
-from confide.protocol import SUBPROTOCOL, Ping, Welcome
+from confide.protocol import SUBPROTOCOL
 
 State = Literal["connecting", "open", "reconnecting", "closed"]
 
 #: Frames up to 8 MiB (analytics, encrypted chat) with headroom: uvicorn's own limit, 16 MiB.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
-#: HTTP answers to the upgrade that mean "do not retry", as the matching close code.
-_FATAL_HTTP = {400: 4400, 401: 4401, 403: 4403, 404: 4404}
-_ABNORMAL = 1006
-_PROTOCOL_ERROR = 1002
 _CLOSE_TIMEOUT_S = 2.0
 _MIN_HEARTBEAT_S = 0.01
 
 log = logging.getLogger("confide.client")
 _C = TypeVar("_C", bound="Connection")
-
-
-class ConnectionOptions(TypedDict, total=False):
-    """Keyword options every client takes (see `Connection`)."""
-
-    client_name: str
-    heartbeat_s: float | None
-    base_backoff_s: float
-    max_backoff_s: float
-    extra_headers: Mapping[str, str] | None
-    token_in_header: bool
-    open_timeout_s: float
-    request_timeout_s: float
-    event_buffer: int
-    compress: bool
-
-
-def backoff_delay(
-    attempt: int,
-    base_s: float,
-    max_s: float,
-    uniform: Callable[[float, float], float] = random.uniform,
-) -> float:
-    """Full jitter: a delay drawn from [0, min(max_s, base_s * 2**attempt)], attempt from 0."""
-    return uniform(0.0, min(max_s, base_s * 2.0 ** min(attempt, 64)))
-
-
-@dataclass(eq=False)
-class _Waiter:
-    match: Callable[[Event], bool]
-    future: asyncio.Future[Event]
-
-
-class _NotWelcomed(Exception):
-    """The server's first frame was not a valid `welcome`."""
-
-
-def _close_of(error: ConnectionClosed) -> tuple[int, str]:
-    if error.rcvd is None:
-        return _ABNORMAL, "connection lost"
-    return error.rcvd.code, error.rcvd.reason
 
 
 class Connection:
@@ -133,7 +99,7 @@ class Connection:
         self._changed = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
-        self._waiters: list[_Waiter] = []
+        self._pending = PendingRequests()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_frame_at = 0.0
         #: The last `welcome` frame.
@@ -246,11 +212,11 @@ class Connection:
         """Send on the current connection or raise `ConnectionLost`."""
         ws = self._ws
         if ws is None:
-            raise ConnectionLost(_ABNORMAL, "not connected")
+            raise ConnectionLost(ABNORMAL, "not connected")
         try:
             await ws.send(json.dumps(frame, separators=(",", ":")))
         except ConnectionClosed as e:
-            raise ConnectionLost(*_close_of(e)) from None
+            raise ConnectionLost(*close_of(e)) from None
 
     async def _send_when_open(self, frame: Event) -> None:
         """Send once the connection is open, again on the next one if it drops meanwhile."""
@@ -279,8 +245,7 @@ class Connection:
     async def _exchange(self, frame: Event, match: Callable[[Event], bool], retry: bool) -> Event:
         while True:
             await self._until_open()
-            waiter = _Waiter(match, asyncio.get_running_loop().create_future())
-            self._waiters.append(waiter)
+            waiter = self._pending.wait(match)
             try:
                 await self._send(frame)
                 return await waiter.future
@@ -288,8 +253,7 @@ class Connection:
                 if not retry:
                     raise
             finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+                self._pending.discard(waiter)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` as a task of this connection: cancelled when the connection ends."""
@@ -356,7 +320,7 @@ class Connection:
                 self._ws = ws
                 try:
                     await ws.send(self._hello())
-                    welcome = _parse_welcome(await _recv_within(ws, self._open_timeout_s))
+                    welcome = parse_welcome(await recv_within(ws, self._open_timeout_s))
                     welcomed = self._welcomed_before = True
                     self.welcome = welcome
                     await self._on_welcome(welcome)
@@ -364,59 +328,32 @@ class Connection:
                     self._emit(welcome)
                     heartbeat = max(_MIN_HEARTBEAT_S, self._heartbeat_s or welcome["heartbeat_s"])
                     self._last_frame_at = asyncio.get_running_loop().time()
-                    keepalive = asyncio.create_task(self._keepalive(ws, heartbeat))
+                    keepalive_task = asyncio.create_task(
+                        keepalive(ws, heartbeat, lambda: self._last_frame_at, self.url)
+                    )
                     try:
                         code, reason = await self._read(ws)
-                        if keepalive.done() and keepalive.result():
+                        if keepalive_task.done() and keepalive_task.result():
                             reason = "heartbeat timeout"
                     finally:
-                        keepalive.cancel()
+                        keepalive_task.cancel()
                     return welcomed, code, reason
                 finally:
                     self._ws = None
         except ConnectionClosed as e:
-            return (welcomed, *_close_of(e))
+            return (welcomed, *close_of(e))
         except ConnectionLost as e:
-            return welcomed, e.code or _ABNORMAL, e.reason
+            return welcomed, e.code or ABNORMAL, e.reason
         except InvalidStatus as e:
-            status = e.response.status_code
-            code = _FATAL_HTTP.get(status, _ABNORMAL)
-            if status == 404 and self._welcomed_before:
-                code = _ABNORMAL  # retried: the route exists once the server is back
-            return welcomed, code, f"HTTP {status}"
-        except _NotWelcomed:
-            return welcomed, _PROTOCOL_ERROR, "expected a welcome frame"
+            return (welcomed, *refused(e.response.status_code, self._welcomed_before))
+        except NotWelcomed:
+            return welcomed, PROTOCOL_ERROR, "expected a welcome frame"
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as e:
-            return welcomed, _ABNORMAL, type(e).__name__
+            return welcomed, ABNORMAL, type(e).__name__
 
     def _hello(self) -> str:
-        hello: Event = {"type": "hello", "client": self.client_name}
-        if not self.token_in_header:
-            hello["token"] = self.token
-        resume = self._resume()
-        if resume is not None:
-            hello["resume"] = resume
-        return json.dumps(hello, separators=(",", ":"))
-
-    async def _keepalive(self, ws: ClientConnection, heartbeat: float) -> bool:
-        """Ping every 0.8 × heartbeat; when no frame came for 2 × heartbeat, abort the
-        connection and return True."""
-        loop = asyncio.get_running_loop()
-        n, next_ping = 0, loop.time() + heartbeat * 0.8
-        while True:
-            deadline = self._last_frame_at + heartbeat * 2
-            await asyncio.sleep(max(0.0, min(next_ping, deadline) - loop.time()))
-            now = loop.time()
-            if now >= self._last_frame_at + heartbeat * 2:
-                log.warning("%s: no frame for %.1f s, reconnecting", self.url, heartbeat * 2)
-                ws.transport.abort()
-                return True
-            if now >= next_ping:
-                n, next_ping = n + 1, now + heartbeat * 0.8
-                try:
-                    await ws.send(Ping(type="ping", id=n).to_json())
-                except ConnectionClosed:
-                    return False
+        token = None if self.token_in_header else self.token
+        return hello_frame(self.client_name, token, self._resume())
 
     async def _read(self, ws: ClientConnection) -> tuple[int, str]:
         """Dispatch frames until the connection ends; returns its close code and reason."""
@@ -425,7 +362,7 @@ class Connection:
             try:
                 raw = await ws.recv()
             except ConnectionClosed as e:
-                return _close_of(e)
+                return close_of(e)
             self._last_frame_at = loop.time()
             await self._dispatch(raw)
 
@@ -439,24 +376,13 @@ class Connection:
             return
         if frame["type"] == "pong":
             return
-        answered = self._answer(frame)
+        answered = self._pending.answer(frame)
         consumed = await self._handle(frame)
         if frame["type"] == "error" or not (answered or consumed):
             self._emit(frame)
 
-    def _answer(self, frame: Event) -> bool:
-        for waiter in self._waiters:
-            if not waiter.future.done() and waiter.match(frame):
-                self._waiters.remove(waiter)
-                waiter.future.set_result(frame)
-                return True
-        return False
-
     def _end_session(self, error: ClientClosed | ConnectionLost) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(error)
+        self._pending.fail(error)
         for task in self._tasks:
             task.cancel()
         self._on_session_end()
@@ -469,27 +395,3 @@ class Connection:
         self._set_state("closed")
         self._emit({"type": "close", "code": code, "reason": reason, "reconnect": False})
         self._hub.queue.close(closed)
-
-
-async def _recv_within(ws: ClientConnection, timeout: float) -> str | bytes:
-    """`ws.recv()` or `asyncio.TimeoutError`. Not `wait_for`: under Python 3.10 it can lose a
-    cancellation (`disconnect()`) when the frame arrives at the same moment."""
-    recv = asyncio.ensure_future(ws.recv())
-    try:
-        done, _ = await asyncio.wait([recv], timeout=timeout)
-    finally:
-        if not recv.done():
-            recv.cancel()
-    if not done:
-        raise asyncio.TimeoutError
-    return recv.result()
-
-
-def _parse_welcome(raw: str | bytes) -> Event:
-    try:
-        frame = json.loads(raw)
-        Welcome.model_validate(frame)
-    except ValueError:
-        raise _NotWelcomed from None
-    assert isinstance(frame, dict)
-    return frame

@@ -13,9 +13,10 @@ from typing import Literal
 
 from typing_extensions import Unpack
 
-from confide.client.connection import Connection, ConnectionOptions
+from confide.client.connection import Connection
 from confide.client.errors import ConnectionLost, ServerError
 from confide.client.events import Event
+from confide.client.options import ConnectionOptions
 from confide.protocol import AckState, ListRequest, NotificationAck
 
 #: Notification ids remembered to drop repeats.
