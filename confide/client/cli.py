@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from confide.client import fhe as fhe_commands
-from confide.client import fhe_sessions, terminal
+from confide.client import fhe_commands, fhe_sessions, terminal
 from confide.client.errors import ClientError
+from confide.client.fhe import UPLOAD_TIMEOUT_S
 from confide.tokens import DEV_SECRET_FILE, ROLES, mint_token
 from fhe.presets import PRESETS
 
@@ -230,8 +230,8 @@ def add_fhe(sub: SubParsers) -> None:
     upload.add_argument(
         "--timeout",
         type=float,
-        default=fhe_commands.UPLOAD_TIMEOUT_S,
-        help=f"seconds (default {fhe_commands.UPLOAD_TIMEOUT_S:g})",
+        default=UPLOAD_TIMEOUT_S,
+        help=f"seconds (default {UPLOAD_TIMEOUT_S:g})",
     )
     upload.set_defaults(
         run=lambda a: fhe_commands.upload_command(

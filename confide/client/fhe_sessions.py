@@ -11,12 +11,12 @@ from typing import TextIO
 
 from confide.client.fhe import (
     CommandError,
-    _checked,
     configure_session,
     encrypt_features,
     fetch_public_key,
     load_key_dir,
 )
+from confide.client.fhe_commands import _checked
 from fhe.errors import FheError
 
 
