@@ -28,13 +28,11 @@ import contextlib
 import importlib.util
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -42,60 +40,33 @@ from typing import Any
 import psutil
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confide.config import Settings  # noqa: E402
-from gateway.serve_mode import free_port, serve_env  # noqa: E402
+from cluster.environment import (
+    GATEWAY_RESOURCE,
+    ROOT,
+    WORKERS,
+    client_env,
+    data_dir,
+    deploy_config,
+    node_env,
+    ray_auth_env,
+)
+from cluster.processes import (
+    load_state,
+    running,
+    save_state,
+    signal_all,
+    start_node,
+    state_path,
+    stop_tree,
+    tree,
+    wait_for,
+)
+from confide.config import Settings
+from gateway.serve_mode import free_port
 
-RAY = str(Path(sys.executable).with_name("ray"))
 SERVE = str(Path(sys.executable).with_name("serve"))
-#: Worker nodes: (name, CPUs, GPUs). Node k (1-based) is WORKERS[k - 1].
-WORKERS = [("worker-1", 1, 0), ("worker-2", 1, 1)]
-GATEWAY_RESOURCE = "confide_gateway"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("CONFIDE_DATA_DIR", "./data")).resolve()
-
-
-def state_path() -> Path:
-    return data_dir() / "cluster" / "state.json"
-
-
-def load_state() -> dict[str, Any]:
-    path = state_path()
-    if not path.exists():
-        raise SystemExit(f"no local cluster recorded in {path}")
-    state: dict[str, Any] = json.loads(path.read_text())
-    return state
-
-
-def save_state(state: dict[str, Any]) -> None:
-    state_path().parent.mkdir(parents=True, exist_ok=True)
-    state_path().write_text(json.dumps(state, indent=2))
-
-
-def _secret_file(path: Path) -> Path:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path
-
-
-def ray_auth_env() -> dict[str, str]:
-    """Ray's token authentication for every node and every client of this cluster."""
-    env = {"RAY_AUTH_MODE": "token"}
-    if not os.environ.get("RAY_AUTH_TOKEN"):
-        env["RAY_AUTH_TOKEN_PATH"] = str(_secret_file(data_dir() / "cluster" / "ray-auth-token"))
-    return env
-
-
-def client_env(state: dict[str, Any]) -> dict[str, str]:
-    """What a driver or `serve` command needs to talk to this cluster."""
-    return os.environ | state["auth_env"] | {"RAY_ADDRESS": state["gcs"]}
 
 
 def store_supports_postgres() -> bool:
@@ -117,49 +88,6 @@ def start_postgres(state: dict[str, Any]) -> str | None:
     state["pg_port"] = port
     url = out.stdout.strip().splitlines()[-1]
     return url
-
-
-def _start_node(name: str, args: list[str], env: dict[str, str], logs: Path) -> dict[str, Any]:
-    log = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - the node keeps it open
-    proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats",
-                             *args],
-                            env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=ROOT)
-    return {"name": name, "pid": proc.pid, "alive": True}
-
-
-def node_env(state: dict[str, Any], settings: Settings) -> dict[str, str]:
-    """The environment of every `ray start`: Serve mode, token auth, Confide's settings."""
-    env = dict(os.environ)
-    env.update(serve_env(settings, stats_port=free_port()))
-    env.update(state["auth_env"])
-    env.update({
-        "CONFIDE_DATA_DIR": str(data_dir()),
-        "CONFIDE_PORT": str(settings.port),
-        "CONFIDE_HOST": settings.host,
-        "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-        "OMP_NUM_THREADS": "1",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # a dead node is declared dead (and its actors restarted elsewhere) after about
-        # 3 s instead of Ray's default of about 15 s
-        "RAY_health_check_period_ms": "1000",
-        "RAY_health_check_failure_threshold": "3",
-    })
-    if state.get("store"):
-        env["CONFIDE_STORE"] = state["store"]
-    return env
-
-
-def _wait(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            result = check()
-            if result:
-                return result
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(1.0)
 
 
 def _alive_nodes() -> dict[str, str]:
@@ -184,22 +112,11 @@ def _driver(state: dict[str, Any]) -> Any:
             return False
         return True
 
-    _wait(f"Ray at {state['gcs']}", connect, 300)
+    wait_for(f"Ray at {state['gcs']}", connect, 300)
     try:
         yield
     finally:
         ray.shutdown()
-
-
-def deploy_config(settings: Settings) -> dict[str, Any]:
-    """cluster/serve.yaml for this machine: its port, one HAProxy, gateways on the head."""
-    config: dict[str, Any] = yaml.safe_load((ROOT / "cluster" / "serve.yaml").read_text())
-    config["proxy_location"] = "HeadOnly"
-    config["http_options"] = {"host": settings.host, "port": settings.port}
-    for dep in config["applications"][0]["deployments"]:
-        if dep["name"] == "Gateway":
-            dep["ray_actor_options"]["resources"] = {GATEWAY_RESOURCE: 1}
-    return config
 
 
 def healthy(port: int) -> bool:
@@ -220,7 +137,7 @@ def deploy(state: dict[str, Any], timeout: float = 600, revision: str | None = N
     # the GCS instead of the dashboard (no dashboard here: it costs a core at start).
     subprocess.run([SERVE, "run", str(path), "--non-blocking", "--address", state["gcs"]],
                    env=client_env(state), check=True, cwd=ROOT, timeout=300)
-    _wait(f"/healthz on port {settings.port}", lambda: healthy(settings.port), timeout)
+    wait_for(f"/healthz on port {settings.port}", lambda: healthy(settings.port), timeout)
 
 
 def up(timeout: float = 600) -> None:
@@ -242,14 +159,14 @@ def up(timeout: float = 600) -> None:
     state.update(temp_dir=temp, gcs=f"127.0.0.1:{gcs_port}",
                  haproxy_dir=env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"], port=settings.port)
     head_resources = json.dumps({GATEWAY_RESOURCE: 100, "confide_node_head": 1})
-    state["nodes"].append(_start_node("head", [
+    state["nodes"].append(start_node("head", [
         "--head", f"--port={gcs_port}", "--num-cpus=2", "--num-gpus=0",
         f"--resources={head_resources}", f"--temp-dir={temp}", "--include-dashboard=false",
         f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
     ], env, logs))
     save_state(state)
     # `ray start --block` logs that it blocks once its node is up
-    _wait("the head node", lambda: b"--block" in (logs / "head.log").read_bytes(), 180)
+    wait_for("the head node", lambda: b"--block" in (logs / "head.log").read_bytes(), 180)
     with _driver(state):
         # one node at a time: on a small machine, a raylet that registers later than
         # 30 s after its `ray start` makes that start fail
@@ -258,15 +175,15 @@ def up(timeout: float = 600) -> None:
             args = [f"--address={state['gcs']}", f"--num-cpus={cpus}", f"--num-gpus={gpus}",
                     f"--resources={resources}"]
             for attempt in range(3):  # a start that lost the 30 s race is started again
-                node = _start_node(name, [
+                node = start_node(name, [
                     *args, f"--dashboard-agent-listen-port={free_port()}",
                     f"--metrics-export-port={free_port()}"], env, logs)
                 state["nodes"] = [n for n in state["nodes"] if n["name"] != name] + [node]
                 save_state(state)
-                if _wait(f"{k} live nodes", lambda k=k, pid=node["pid"]: len(_alive_nodes()) == k
-                         or ("exited" if not _running(pid) else False), 240) is True:
+                if wait_for(f"{k} live nodes", lambda k=k, pid=node["pid"]: len(_alive_nodes()) == k
+                           or ("exited" if not running(pid) else False), 240) is True:
                     break
-                _stop_tree(node["pid"])
+                stop_tree(node["pid"])
                 print(f"{name} did not start (attempt {attempt + 1}); again", flush=True)
             else:
                 raise SystemExit(f"{name} did not start")
@@ -277,51 +194,15 @@ def up(timeout: float = 600) -> None:
           f"{state_path()})", flush=True)
 
 
-def _tree(pid: int) -> list[psutil.Process]:
-    """A node's processes: its `ray start --block` process, all its descendants (GCS,
-    raylet, agents, every worker process, HAProxy), and whatever is left in its process
-    group (a child whose parent died is re-parented, but keeps its group)."""
-    found: dict[int, psutil.Process] = {}
-    with contextlib.suppress(psutil.NoSuchProcess):
-        root = psutil.Process(pid)
-        found = {p.pid: p for p in [root, *root.children(recursive=True)]}
-    for p in psutil.process_iter():
-        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
-            if p.pid not in found and os.getpgid(p.pid) == pid:
-                found[p.pid] = p
-                found.update((c.pid, c) for c in p.children(recursive=True))
-    return list(found.values())
-
-
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _stop_tree(pid: int) -> None:
-    """SIGKILL a node's process and its descendants (what a failed start left)."""
-    procs = _tree(pid)
-    _signal_all(procs, signal.SIGKILL)
-    psutil.wait_procs(procs, timeout=10)
-
-
-def _signal_all(procs: list[psutil.Process], sig: int) -> None:
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.send_signal(sig)
-
-
 def kill_node(index: int) -> None:
     """SIGKILL of a worker node's raylet and every process on it, the way a machine dies."""
     state = load_state()
     node = state["nodes"][index]
     if index == 0:
         raise SystemExit("node 0 is the head: kill a worker node (1 or 2)")
-    procs = _tree(node["pid"])
-    _signal_all(procs, signal.SIGSTOP)  # freeze first: nothing reacts to its siblings' death
-    _signal_all(procs, signal.SIGKILL)
+    procs = tree(node["pid"])
+    signal_all(procs, signal.SIGSTOP)  # freeze first: nothing reacts to its siblings' death
+    signal_all(procs, signal.SIGKILL)
     psutil.wait_procs(procs, timeout=10)
     node["alive"] = False
     save_state(state)
@@ -332,11 +213,11 @@ def down() -> None:
     """Stop everything `up` started: the nodes (workers first), then PostgreSQL."""
     state = load_state()
     for node in reversed(state["nodes"]):
-        procs = _tree(node["pid"])
+        procs = tree(node["pid"])
         with contextlib.suppress(ProcessLookupError):
             os.killpg(node["pid"], signal.SIGTERM)  # `ray start --block` stops its node
         _, left = psutil.wait_procs(procs, timeout=30)
-        _signal_all(left, signal.SIGKILL)
+        signal_all(left, signal.SIGKILL)
         psutil.wait_procs(left, timeout=10)
         node["alive"] = False
     save_state(state)
