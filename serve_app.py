@@ -17,6 +17,11 @@ import threading
 import uuid
 from typing import Any
 
+if __name__ == "__main__":
+    # `make run`: Ray's token authentication on. Ray reads the mode once, when it is
+    # imported, so it is set here; the token itself is found in main().
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 import ray
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
@@ -42,7 +47,7 @@ from gateway.pumps.analytics import AnalyticsPump
 from gateway.pumps.chat import ChatPump
 from gateway.pumps.inbox import InboxPump
 from gateway.replica import GatewayReplica
-from gateway.serve_mode import apply, runtime_dir, serve_env
+from gateway.serve_mode import apply, ray_auth_env, runtime_dir, serve_env
 from gateway.web import dev_tokens_enabled, file_response, mint_dev_token
 
 api = FastAPI(title="Confide", docs_url=None, redoc_url=None)
@@ -279,11 +284,12 @@ def main() -> None:
     Runs in the foreground; Ctrl-C stops Serve and the local Ray with every process it
     started (the detached host actors too). Data stays under CONFIDE_DATA_DIR.
     """
-    # Ray's token authentication on: with no token yet, Ray generates one into
-    # ~/.ray/auth_token (or reads RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH).
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
     settings = Settings()
     secure_directory(settings.data_dir)  # 0700: the database and the dev secret live here
+    # Ray's token authentication on, with RAY_AUTH_TOKEN(_PATH) or ~/.ray/auth_token when
+    # there is one, else a token made once in the data dir (Ray makes none itself).
+    if os.environ.get("RAY_AUTH_MODE", "token") == "token":
+        apply(ray_auth_env(settings.data_dir))
     secret_note = (
         "CONFIDE_JWT_SECRET" if settings.jwt_secret
         else f"the dev secret in {settings.data_dir / 'dev-jwt-secret'}"

@@ -5,13 +5,13 @@ token authentication, the environment of every node, and the Serve config it dep
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from confide.config import Settings
+from gateway import serve_mode
 from gateway.serve_mode import free_port, serve_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,21 +24,9 @@ def data_dir() -> Path:
     return Path(os.environ.get("CONFIDE_DATA_DIR", "./data")).resolve()
 
 
-def _secret_file(path: Path) -> Path:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path
-
-
 def ray_auth_env() -> dict[str, str]:
     """Ray's token authentication for every node and every client of this cluster."""
-    env = {"RAY_AUTH_MODE": "token"}
-    if not os.environ.get("RAY_AUTH_TOKEN"):
-        env["RAY_AUTH_TOKEN_PATH"] = str(_secret_file(data_dir() / "cluster" / "ray-auth-token"))
-    return env
+    return serve_mode.ray_auth_env(data_dir() / "cluster")
 
 
 def client_env(state: dict[str, Any]) -> dict[str, str]:

@@ -15,6 +15,7 @@ in the environment before Ray starts (`serve_env` then `apply`), and on every no
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import tempfile
 from pathlib import Path
@@ -106,3 +107,24 @@ def runtime_dir(env: dict[str, str]) -> Path:
 def apply(env: dict[str, str]) -> None:
     """Put `env` in this process's environment (before `ray.init`)."""
     os.environ.update(env)
+
+
+def ray_auth_env(token_dir: Path) -> dict[str, str]:
+    """Ray's token authentication for a Ray this process starts (and its clients).
+
+    Ray reads its token from RAY_AUTH_TOKEN, the file at RAY_AUTH_TOKEN_PATH, or
+    ~/.ray/auth_token, and refuses to start without one (it makes none itself). When
+    none of those is set, a new random token goes to `token_dir`/ray-auth-token (0600,
+    kept for the next start) and RAY_AUTH_TOKEN_PATH names it.
+    """
+    env = {"RAY_AUTH_MODE": "token"}
+    if (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file()):
+        return env
+    path = token_dir / "ray-auth-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return env | {"RAY_AUTH_TOKEN_PATH": str(path.resolve())}

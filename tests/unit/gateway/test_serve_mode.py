@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import shutil
+import stat
+from pathlib import Path
+
+import pytest
 
 from confide.config import Settings
 from gateway.serve_mode import (
     REPLICA_PORT_BLOCK,
     fallback_ports,
+    ray_auth_env,
     replica_ports,
     runtime_dir,
     serve_env,
@@ -54,3 +59,36 @@ def test_serve_proxy_ports_are_a_pair_of_their_own_outside_the_replica_blocks() 
                     str(p) for p in fallback_ports(8123))
     finally:
         shutil.rmtree(runtime_dir(env), ignore_errors=True)
+
+
+@pytest.fixture
+def no_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A machine with no Ray token anywhere (a fresh one): HOME is an empty directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    return tmp_path
+
+
+def test_a_fresh_machine_gets_a_token_of_its_own_kept_for_the_next_start(no_token: Path) -> None:
+    env = ray_auth_env(no_token / "data")
+    token = Path(env["RAY_AUTH_TOKEN_PATH"])
+    assert env["RAY_AUTH_MODE"] == "token" and token.parent == no_token / "data"
+    assert len(token.read_text()) == 64 and stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert ray_auth_env(no_token / "data") == env  # the same token next time
+
+
+def test_a_token_ray_can_find_is_left_to_ray(
+    no_token: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home_token = no_token / "home" / ".ray" / "auth_token"
+    home_token.parent.mkdir(parents=True)
+    home_token.write_text("a" * 64)
+    assert ray_auth_env(no_token / "data") == {"RAY_AUTH_MODE": "token"}
+    home_token.unlink()
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(no_token / "elsewhere"))
+    assert ray_auth_env(no_token / "data") == {"RAY_AUTH_MODE": "token"}
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "b" * 64)
+    assert ray_auth_env(no_token / "data") == {"RAY_AUTH_MODE": "token"}
+    assert not (no_token / "data").exists()
