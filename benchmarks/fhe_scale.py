@@ -3,6 +3,11 @@ workers (1, 2, 4): one busy stream (its fold split into partial sums across work
 and many streams at once. Real Ray + Serve in Confide's Serve mode, real websockets,
 real OpenFHE ciphertexts (preset `aggregation`: N = 2^14, 128-bit, 0.79 MB each).
 
+A third case, "worker stage", measures the part that scales with workers alone: the
+fold requests a host sends (shards of `fhe_shard_size` contributions in Ray's object
+store, 16 in flight) straight to the FHE worker deployment, without the WebSocket
+ingress in front of it.
+
     python benchmarks/fhe_scale.py [--quick] [--workers 1 2 4] [--preset aggregation]
 
 Contributions per second = contributions / (first submit sent .. last ack received).
@@ -76,6 +81,34 @@ async def run_load(port: int, token: Any, key_id: str, ct: str, streams: list[st
     return elapsed
 
 
+async def worker_stage(app: str, key_id: str, data: bytes, shard: int, shards: int,
+                       inflight: int = 16) -> float:
+    """Seconds to fold `shards` shards of `shard` contributions, `inflight` at a time,
+    through the worker deployment's handle (what hosts do for a busy stream)."""
+    from ray import serve
+
+    from actors.blobs import Blob
+    from actors.fhe_compute import FoldRequest
+
+    handle = serve.get_deployment_handle("FheWorker", app)
+    blobs = tuple(Blob.put(data) for _ in range(shard))
+    request = FoldRequest(key_id, None, blobs)
+    await handle.fold.remote(request)  # warm: the key loaded on a replica
+    left = shards
+    started = time.perf_counter()
+
+    async def lane() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            result = await handle.fold.remote(request)
+            if result.total is None or any(result.refused):
+                raise RuntimeError("a fold refused a contribution")
+
+    await asyncio.gather(*(lane() for _ in range(inflight)))
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     import httpx
     import ray
@@ -97,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     busy, many, per_stream = (64, 8, 8) if args.quick else (256, 16, 16)
 
     keys = generate_keys(args.preset)
-    ct = base64.b64encode(encrypt(keys, [0.5] * 8).data).decode()
+    raw = encrypt(keys, [0.5] * 8).data
+    ct = base64.b64encode(raw).decode()
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix="fhe-scale-"))
     env = serve_env(Settings(port=port, jwt_secret=SECRET), stats_port=free_port())
@@ -138,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
                              "preset": args.preset})
                 print(f"workers {workers}  {case:<16} {total:>5} contributions "
                       f"{seconds:>7.2f} s  {total / seconds:>7.1f}/s", flush=True)
+            shards = 32 if args.quick else 128
+            seconds = asyncio.run(worker_stage("confide", keys.key_id, raw,
+                                               settings.fhe_shard_size, shards))
+            total = shards * settings.fhe_shard_size
+            rows.append({"workers": workers, "case": "worker stage", "contributions": total,
+                         "seconds": seconds, "per_s": total / seconds, "preset": args.preset})
+            print(f"workers {workers}  {'worker stage':<16} {total:>5} contributions "
+                  f"{seconds:>7.2f} s  {total / seconds:>7.1f}/s", flush=True)
             serve.delete("confide")
             kill_hosts(settings)
     finally:
