@@ -38,7 +38,7 @@ from confide.config import Settings, actor_config, settings_from_actor_config
 from confide.errors import CloseConnection, ConfideError, Forbidden, InvalidMessage
 from confide.inbox import NotificationRequest, check_producer
 from confide.protocol import AuditQuery
-from confide.store.sqlite import secure_directory
+from confide.store.sqlite_files import secure_directory
 from fhe.models import MODELS, LinearModel
 from gateway.audit import AUDIT_ENTITY
 from gateway.audit import record as record_audit

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -17,20 +16,23 @@ from confide.audit import AuditRecord
 from confide.store.base import FheKeyRecord, NotificationRecord, SessionRecord, StoredMessage
 from confide.store.migrations import migrate_sqlite
 from confide.store.reads import MessageReads
+from confide.store.sqlite_files import (
+    BUSY_TIMEOUT_S,
+    FILE_MODE,
+    secure_directory,
+    secure_files,
+    switch_to_wal,
+)
 from confide.strictjson import loads_stored
 
 log = logging.getLogger("confide.store")
 
-# --- audit trail (issue 9): one table (migration 2), appended in batches, pruned by age ---
+# The audit trail: one table (migration 2), appended in batches, pruned by age.
 AUDIT_INSERT = (
     "INSERT INTO audit_events (ts, actor, action, target, outcome) VALUES (?, ?, ?, ?, ?)"
 )
 AUDIT_PRUNE = "DELETE FROM audit_events WHERE ts < ?"
-# --- end of the audit trail's SQL ------------------------------------------------------
 
-#: Owner-only modes of the database's directory and files (-wal and -shm included).
-DIR_MODE = 0o700
-FILE_MODE = 0o600
 #: (user, submit id) pairs looked up per statement (two parameters each).
 _SEEN_CHUNK = 400
 
@@ -48,31 +50,6 @@ def _notification(row: sqlite3.Row) -> NotificationRecord:
     return NotificationRecord(**values)
 
 
-def secure_directory(path: Path) -> None:
-    """Create `path` owner-only (0700), or tighten it to 0700 when it is ours.
-
-    A directory of another user, or a shared sticky one (`/tmp`), is left as it is.
-    """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.mkdir(mode=DIR_MODE, exist_ok=True)
-    st = path.stat()
-    if st.st_uid == os.getuid() and not st.st_mode & stat.S_ISVTX:
-        os.chmod(path, DIR_MODE)
-
-
-def secure_files(path: str) -> None:
-    """The database and its -wal and -shm files: owner read/write only (0600). A file of
-    another user is left as it is (with a warning)."""
-    for name in (path, f"{path}-wal", f"{path}-shm"):
-        try:
-            os.chmod(name, FILE_MODE)
-        except FileNotFoundError:
-            continue
-        except PermissionError:
-            log.warning("cannot make a database file owner-only (not its owner)")
-
-
 class SqliteStore(MessageReads):
     def __init__(self, path: str) -> None:
         self._path = path
@@ -87,9 +64,9 @@ class SqliteStore(MessageReads):
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        switch_to_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=10000")
         return db
 
     def _conn(self) -> sqlite3.Connection:
