@@ -31,7 +31,8 @@ from ray.serve.deployment import Application
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from actors.fhe_worker import FheWorker, call_worker, fhe_worker_options
+from actors.fhe_client import FheWorkers
+from actors.fhe_worker import FheWorker, fhe_worker_options
 from confide import audit, strictjson
 from confide.audit import Outcome
 from confide.config import Settings, actor_config, settings_from_actor_config
@@ -125,7 +126,7 @@ class Gateway:
     def __init__(self, settings: dict[str, Any], fhe: DeploymentHandle[Any]) -> None:
         self.core = GatewayReplica(settings_from_actor_config(settings))
         body_limits.configure(self.core.settings)
-        self.fhe = fhe
+        self.fhe = FheWorkers(fhe)
         api.state.gateway = self.core  # the REST error handlers record refusals through it
 
     @api.websocket("/ws/chat/{session_id}")
@@ -171,14 +172,14 @@ class Gateway:
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise InvalidMessage("body must be a JSON object")
-        result = await call_worker(self.fhe, "register", who.user, body)
+        result = await self.fhe.register(who.user, body)
         record_audit(self.core.hosts, who.user, audit.KEY_REGISTER, str(result["key_id"]))
         return JSONResponse(result, status_code=201)
 
     @api.get("/api/fhe/keys/{key_id}")
     async def key_info(self, key_id: str, request: Request) -> JSONResponse:
         who = self.core.rest_principal(request.headers.get("authorization"))
-        result = await call_worker(self.fhe, "key_info", key_id)
+        result = await self.fhe.key_info(key_id)
         record_audit(self.core.hosts, who.user, audit.KEY_FETCH, key_id)
         return JSONResponse(result)
 
@@ -186,12 +187,12 @@ class Gateway:
     async def key_public(self, key_id: str, request: Request) -> JSONResponse:
         """PROTOCOL 1.1: the context and public key (base64), for contributors."""
         self.core.rest_principal(request.headers.get("authorization"))
-        return JSONResponse(await call_worker(self.fhe, "public_key", key_id))
+        return JSONResponse(await self.fhe.public_key(key_id))
 
     @api.delete("/api/fhe/keys/{key_id}")
     async def delete_key(self, key_id: str, request: Request) -> Response:
         who = self.core.rest_principal(request.headers.get("authorization"))
-        await call_worker(self.fhe, "delete_key", key_id, who)
+        await self.fhe.delete_key(key_id, who)
         record_audit(self.core.hosts, who.user, audit.KEY_DELETE, key_id)
         for host in self.core.hosts.hosts:
             host.fhe_key_deleted(key_id)

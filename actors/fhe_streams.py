@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.blobs import Blob
-from actors.fhe_compute import LOST
-from actors.fhe_worker import FoldRequest, FoldResult, ScoreRequest, call_worker
+from actors.fhe_client import FheWorkers
+from actors.fhe_compute import LOST, FoldRequest, FoldResult, ScoreRequest
 from actors.ray_errors import unwrap
 from confide import b64
 from confide.analytics import StreamRef, Throttle
@@ -105,12 +105,10 @@ class FheStreams:
         self.is_watched: Callable[[str], bool] = lambda topic: False
 
     @property
-    def worker(self) -> Any:
+    def worker(self) -> FheWorkers:
         if self._handle is None:
-            from ray import serve
-
-            self._handle = serve.get_deployment_handle("FheWorker", self.settings.app_name)
-        return self._handle
+            self._handle = FheWorkers.of_app(self.settings.app_name).handle
+        return FheWorkers(self._handle)
 
     async def key(self, key_id: str) -> FheKeyRecord:
         rec = self._keys.get(key_id)
@@ -255,20 +253,17 @@ class FheStreams:
         shows as ongoing requests to the autoscaler."""
         size = self.settings.fhe_shard_size
         if len(cts) < 2 * size:
-            result: FoldResult = await call_worker(
-                self.worker, "fold", FoldRequest(key_id, total, tuple(cts)))
-            return result
+            return await self.worker.fold(FoldRequest(key_id, total, tuple(cts)))
         shards = [tuple(cts[i : i + size]) for i in range(0, len(cts), size)]
         parts: list[FoldResult] = await asyncio.gather(*(
-            call_worker(self.worker, "fold", FoldRequest(key_id, None, shard))
+            self.worker.fold(FoldRequest(key_id, None, shard))
             for shard in shards))
         self.tree_workers = max(self.tree_workers, len({p.worker for p in parts}))
         partials = tuple(p.total for p in parts if p.total is not None)
         refused = tuple(r for p in parts for r in p.refused)
         if not partials:
             return FoldResult(total, refused)
-        final: FoldResult = await call_worker(self.worker, "fold",
-                                              FoldRequest(key_id, total, partials))
+        final = await self.worker.fold(FoldRequest(key_id, total, partials))
         if any(r is not None for r in final.refused):  # partial sums are ours: never
             raise Internal("encrypted computation failed; retry later")
         return FoldResult(final.total, refused)
@@ -295,7 +290,7 @@ class FheStreams:
             "count": agg.count, "sum": base64.b64encode(agg.total).decode(), "ts": time.time(),
         }
         try:
-            mean = await call_worker(self.worker, "mean", ref.key_id, agg.total, agg.count)
+            mean = await self.worker.mean(ref.key_id, agg.total, agg.count)
         except ConfideError:
             mean = None
         if mean is not None:
@@ -342,7 +337,7 @@ class FheStreams:
         model = fhe["model"]
         req = ScoreRequest(fhe["key_id"], data, tuple(model["weights"]), float(model["bias"]))
         try:
-            score: bytes = await call_worker(self.worker, "score", req)
+            score = await self.worker.score(req)
         except Exception as exc:  # noqa: BLE001 - an insight is best effort; chat goes on
             log.warning("insight for offset %d failed: %s", offset, type(exc).__name__)
             return

@@ -26,7 +26,6 @@ from actors.fhe_compute import (
     FoldRequest,
     FoldResult,
     ScoreRequest,
-    as_error,
     fetched,
     with_lost,
 )
@@ -36,17 +35,13 @@ from confide.errors import (
     ConfideError,
     Conflict,
     Forbidden,
-    Internal,
     InvalidMessage,
     NotFound,
-    Overloaded,
 )
 from confide.store import FheKeyRecord, open_store
 from fhe.errors import FheError
 from fhe.keys import KeyMeta, PublicBundle
 from fhe.validator import ValidatorPool
-
-__all__ = ["FoldRequest", "FoldResult", "ScoreRequest", "as_error"]
 
 log = logging.getLogger("confide.fhe")
 
@@ -348,29 +343,3 @@ def fhe_worker_options(settings: Settings) -> dict[str, Any]:
             "look_back_period_s": 2.0,
         },
     }
-
-
-async def call_worker(handle: Any, method: str, *args: Any, attempts: int = 3) -> Any:
-    """Call a worker method through its deployment handle.
-
-    A replica that died mid-request is retried on another (the work is pure); load
-    shedding (`max_queued_requests`) becomes `Overloaded`; errors returned by a batch
-    are raised here.
-    """
-    from ray.exceptions import RayActorError
-    from ray.serve.exceptions import BackPressureError
-
-    for attempt in range(attempts):
-        try:
-            result = await getattr(handle, method).remote(*args)
-        except BackPressureError:
-            raise Overloaded("encrypted computation is overloaded; retry later") from None
-        except RayActorError:
-            if attempt == attempts - 1:
-                raise Internal("encrypted computation failed") from None
-            log.warning("an FHE worker died during %s; retrying", method)
-            continue
-        if isinstance(result, ConfideError):
-            raise result
-        return result
-    raise Internal("encrypted computation failed")

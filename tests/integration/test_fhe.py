@@ -203,19 +203,20 @@ async def wait_for(pred: Any, timeout: float) -> None:
 async def test_workers_scale_up_under_burst_and_back_down(
     fhe_server: Server, keys: KeySet
 ) -> None:
-    from actors.fhe_worker import FoldRequest
+    from actors.fhe_client import FheWorkers
+    from actors.fhe_compute import FoldRequest
 
     await upload(fhe_server, "dr-keys", keys)
     # at rest first: an earlier test's load may still hold a second worker up
     await wait_for(lambda: running_workers() == 1, timeout=60)
-    handle = serve.get_deployment_handle("FheWorker", "confide")
+    workers = FheWorkers.of_app("confide")
     cts = tuple(encrypt(keys, [float(i)]).data for i in range(4))
     stop = time.monotonic() + 60
 
     async def burst() -> None:
         while running_workers() < 2 and time.monotonic() < stop:
             await asyncio.gather(*(
-                handle.fold.remote(FoldRequest(keys.key_id, None, cts)) for _ in range(24)
+                workers.fold(FoldRequest(keys.key_id, None, cts)) for _ in range(24)
             ))
 
     await burst()
@@ -226,14 +227,15 @@ async def test_workers_scale_up_under_burst_and_back_down(
 async def test_worker_killed_mid_batch_costs_no_request(fhe_server: Server, keys: KeySet) -> None:
     import ray
 
-    from actors.fhe_worker import FoldRequest, call_worker
+    from actors.fhe_client import FheWorkers
+    from actors.fhe_compute import FoldRequest
 
     await upload(fhe_server, "dr-keys", keys)
-    handle = serve.get_deployment_handle("FheWorker", "confide")
+    workers = FheWorkers.of_app("confide")
     cts = tuple(encrypt(keys, [float(i)]).data for i in range(3))
     expected = sum(range(3))
     calls = [
-        asyncio.create_task(call_worker(handle, "fold", FoldRequest(keys.key_id, None, cts)))
+        asyncio.create_task(workers.fold(FoldRequest(keys.key_id, None, cts)))
         for _ in range(12)
     ]
     await asyncio.sleep(0)  # the requests are on their way before the kill

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from actors.blobs import Blob
-from actors.fhe_compute import LOST
+from actors.fhe_compute import LOST, FoldRequest, FoldResult
 from actors.fhe_streams import FheStreams
-from actors.fhe_worker import FoldRequest, FoldResult
 from confide.analytics import StreamRef
 from confide.config import Settings
 from confide.errors import Internal, NotFound, Overloaded

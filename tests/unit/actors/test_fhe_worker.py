@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actors.fhe_worker import FheWorkerCore, FoldRequest, FoldResult, ScoreRequest
+from actors.fhe_compute import FoldRequest, FoldResult, ScoreRequest
+from actors.fhe_worker import FheWorkerCore
 from confide.config import Settings
 from confide.errors import ConfideError, InvalidMessage, NotFound
 from fhe import native, ops
