@@ -21,7 +21,6 @@ transaction), and the in-memory aggregate goes with it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Callable
@@ -287,14 +286,14 @@ class FheStreams:
             return None
         out: dict[str, Any] = {
             "type": "aggregate", "stream": ref.name, "key_id": ref.key_id,
-            "count": agg.count, "sum": base64.b64encode(agg.total).decode(), "ts": time.time(),
+            "count": agg.count, "sum": b64.encode(agg.total), "ts": time.time(),
         }
         try:
             mean = await self.worker.mean(ref.key_id, agg.total, agg.count)
         except ConfideError:
             mean = None
         if mean is not None:
-            out["mean"] = base64.b64encode(mean).decode()
+            out["mean"] = b64.encode(mean)
         return out
 
     async def publish_due(self, topics: set[str], now: float) -> None:
@@ -342,7 +341,7 @@ class FheStreams:
             log.warning("insight for offset %d failed: %s", offset, type(exc).__name__)
             return
         frame = Insight(for_offset=offset, key_id=fhe["key_id"], model=model["name"],
-                        ciphertext=base64.b64encode(score).decode())
+                        ciphertext=b64.encode(score))
         self.publish(Event(topic, frame.dump(), only_roles=frozenset({"therapist"})))
 
 

@@ -9,7 +9,6 @@ rescaling and key switching; sums and ct × pt run on raw limbs (numpy, or CuPy 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -29,6 +28,7 @@ from actors.fhe_compute import (
     fetched,
     with_lost,
 )
+from confide import b64
 from confide.auth import Principal
 from confide.config import Settings, settings_from_actor_config
 from confide.errors import (
@@ -120,8 +120,8 @@ class FheWorkerCore(BatchCompute):
         if rec is None:
             raise NotFound("no such key")
         return {"key_id": rec.key_id, "owner": rec.owner,
-                "context": base64.b64encode(rec.blobs["context"]).decode(),
-                "public_key": base64.b64encode(rec.blobs["public_key"]).decode()}
+                "context": b64.encode(rec.blobs["context"]),
+                "public_key": b64.encode(rec.blobs["public_key"])}
 
     async def delete_key(self, key_id: str, who: Principal) -> None:
         rec = await asyncio.to_thread(self.store.get_fhe_key, key_id)
@@ -151,7 +151,7 @@ class FheWorkerCore(BatchCompute):
         if rec is None:
             raise NotFound("no such key")
         bundle = PublicBundle.from_json(
-            {k: base64.b64encode(v).decode() for k, v in rec.blobs.items()}
+            {k: b64.encode(v) for k, v in rec.blobs.items()}
         )
         meta = KeyMeta.from_dict(rec.meta)
         entry = (bundle, meta, native.output_template(bundle))

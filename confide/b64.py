@@ -1,26 +1,24 @@
-"""Strict standard base64 (RFC 4648 §4, padded), fast on megabyte ciphertexts.
+"""Strict standard base64 (RFC 4648 §4, padded), for megabyte ciphertexts.
 
-`base64.b64decode(..., validate=True)` checks its input with a regular expression that
-costs more than the decoding itself (py-spy on the contribution path). Here the input is
-decoded once by `binascii`, which skips characters outside the alphabet, and refused
-unless the output has exactly the length a padded input of that length decodes to: any
-skipped character, or a `=` anywhere but at the end, makes it shorter.
+pybase64 (SIMD) decodes a 1 MB ciphertext in about 0.05 ms where the standard library's
+validating decoder takes 2.4 ms (a regular expression, then the decoding): py-spy showed
+that decoding cost a gateway replica a fifth of its time per contribution.
 """
 
 from __future__ import annotations
 
-import binascii
+import pybase64
 
 
 def decode(text: str | bytes) -> bytes:
     """The bytes of padded standard base64; ValueError for anything else (the error
     never quotes the input)."""
     try:
-        raw = text.encode("ascii") if isinstance(text, str) else bytes(text)
-        out = binascii.a2b_base64(raw)
-    except (UnicodeEncodeError, binascii.Error):
+        return pybase64.b64decode(text, validate=True)
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
         raise ValueError("not valid base64") from None
-    pad = 2 if raw.endswith(b"==") else 1 if raw.endswith(b"=") else 0
-    if len(raw) % 4 or len(out) != len(raw) // 4 * 3 - pad:
-        raise ValueError("not valid base64")
-    return out
+
+
+def encode(data: bytes) -> str:
+    """Padded standard base64 of `data`."""
+    return pybase64.b64encode_as_string(data)

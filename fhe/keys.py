@@ -7,7 +7,6 @@ core can hold, store and ship these anywhere. reprs show sizes only, never bytes
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ def b64decode_strict(text: str, *, field_name: str) -> bytes:
 
 
 def b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return b64.encode(data)
 
 
 @dataclass(frozen=True, repr=False)

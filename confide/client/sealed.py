@@ -14,7 +14,6 @@ So Python and browser members of a session read each other's messages:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -50,7 +49,7 @@ def seal_body(
     iv = iv if iv is not None else os.urandom(IV_BYTES)
     plain = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     sealed = AESGCM(key).encrypt(iv, plain, session_id.encode())
-    return {"ciphertext": base64.b64encode(iv + sealed).decode(), "alg": ALG,
+    return {"ciphertext": b64.encode(iv + sealed), "alg": ALG,
             "key_id": key_id(key)}
 
 
