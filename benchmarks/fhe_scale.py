@@ -41,6 +41,10 @@ SECRET = "benchmark-secret-0123456789abcdef-0123"
 os.environ.setdefault("CONFIDE_JWT_SECRET", SECRET)
 
 
+#: Contributions a connection keeps awaiting their ack (the server allows 64 per user).
+WINDOW = 32
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,12 +67,17 @@ async def run_load(port: int, token: Any, key_id: str, ct: str, streams: list[st
     started = time.perf_counter()
 
     async def drive(k: int, ws: Any) -> None:
+        """At most WINDOW contributions of this connection await their ack (under the
+        server's per-user in-flight limits, as a well-behaved client keeps)."""
         mine = jobs[k::conns]
-        for stream, n in mine:
-            await ws.send(json.dumps({"type": "submit", "id": f"{stream}-{n}",
-                                      "stream": stream, "key_id": key_id, "ciphertext": ct}))
-        acked = 0
+        sent = acked = 0
         while acked < len(mine):
+            while sent < len(mine) and sent - acked < WINDOW:
+                stream, n = mine[sent]
+                await ws.send(json.dumps({"type": "submit", "id": f"{stream}-{n}",
+                                          "stream": stream, "key_id": key_id,
+                                          "ciphertext": ct}))
+                sent += 1
             frame = json.loads(await ws.recv())
             if frame["type"] == "error":
                 raise RuntimeError(f"submit refused: {frame['code']}")
@@ -127,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="aggregation")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    busy, many, per_stream = (64, 8, 8) if args.quick else (256, 16, 16)
+    busy, many, per_stream = (64, 8, 8) if args.quick else (1024, 16, 64)
 
     keys = generate_keys(args.preset)
     raw = encrypt(keys, [0.5] * 8).data
@@ -147,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
                 ray_namespace=f"fs-{uuid.uuid4().hex[:6]}", fhe_min_workers=workers,
                 fhe_max_workers=workers, fhe_worker_cpus=0.5, fhe_flush_s=0.1,
                 fhe_shard_size=16, fhe_min_security="HEStd_NotSet",
-                connections_per_replica=1000)
+                connections_per_replica=1000,
+                # 8 connections send as fast as they can: past the default 20 frames/s
+                # per connection, which would cap the load at 160 contributions/s.
+                rate_per_s=10_000, rate_burst=10_000)
             serve.run(build_app(settings), name="confide", route_prefix="/")
 
             def token(sub: str, role: str = "client") -> str:

@@ -8,6 +8,7 @@ and its connection stays open.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,6 @@ from typing import Any, ParamSpec, TypeVar
 
 import ray
 
-from actors.blobs import Blob
 from actors.host.host import Host
 from actors.host.messages import (
     Attached,
@@ -25,6 +25,8 @@ from actors.host.messages import (
     JoinItem,
     LeaveItem,
     Polled,
+    SubmitAnswer,
+    SubmitItem,
 )
 from actors.routing import host_name
 from confide.analytics import StreamRef
@@ -60,6 +62,13 @@ def _logged(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise Internal("internal error") from None
 
     return run
+
+
+def _submit_answer(done: BaseException | None) -> SubmitAnswer:
+    if done is None or isinstance(done, ConfideError):
+        return done
+    log.error("a contribution failed: %s", type(done).__name__)
+    return Internal("contribution not processed")
 
 
 class _Peers:
@@ -167,10 +176,12 @@ class HostActor:
     async def stream_report(self, source: str, kind: str, data: dict[str, Any]) -> None:
         await self._host.stream_report(source, kind, data)
 
-    @_logged
-    async def fhe_submit(self, ref: StreamRef, blob: Blob, user: str | None = None,
-                         submit_id: str | None = None) -> None:
-        await self._host.fhe_submit(ref, blob, user, submit_id)
+    async def fhe_submits(self, items: list[SubmitItem]) -> list[SubmitAnswer]:
+        """Each contribution's answer once it is counted (or refused), all at once."""
+        done = await asyncio.gather(
+            *(self._host.fhe_submit(i.ref, i.blob, i.user, i.submit_id) for i in items),
+            return_exceptions=True)
+        return [_submit_answer(d) for d in done]
 
     @_logged
     async def fhe_key_deleted(self, key_id: str) -> None:

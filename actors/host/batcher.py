@@ -1,8 +1,12 @@
-"""`Batcher`: at most one call in flight, carrying everything queued since the last one.
+"""`Batcher`: at most `max_inflight` calls in flight (one by default), each carrying
+everything queued since the last one left.
 
 A gateway replica's connections all share one batcher per (host, operation): under load
-each Ray call carries many items, when idle an item leaves at once. Items keep the order
-they were added in; each gets exactly one answer (the call's, or one made from its error).
+each Ray call carries many items, when idle an item leaves at once. With one call in
+flight, items keep the order they were added in; each gets exactly one answer (the
+call's, or one made from its error). Several calls in flight suit operations whose
+answers take long and whose order does not matter (encrypted contributions wait for
+their fold).
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ class Batcher(Generic[I, A]):
         call: Callable[[list[I]], Awaitable[list[A]]],
         failed: Callable[[I, Exception], A],
         max_batch: int,
+        max_inflight: int = 1,
     ) -> None:
         self._call = call
         self._failed = failed
         self._max_batch = max_batch
+        self._max_inflight = max_inflight
         self._pending: list[tuple[I, Callable[[A], None]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._senders: set[asyncio.Task[None]] = set()
         #: Calls made and items they carried.
         self.calls = 0
         self.items = 0
@@ -37,8 +43,11 @@ class Batcher(Generic[I, A]):
     def add(self, item: I, on_answer: Callable[[A], None]) -> None:
         """Queue `item`; `on_answer` gets its answer on this event loop."""
         self._pending.append((item, on_answer))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._drain())
+        # A sender whose loop found nothing left is done at once (its done-callbacks may
+        # not have run yet): only live ones count.
+        self._senders = {s for s in self._senders if not s.done()}
+        if len(self._senders) < self._max_inflight:
+            self._senders.add(asyncio.create_task(self._drain()))
 
     async def ask(self, item: I) -> A:
         """Queue `item` and wait for its answer."""

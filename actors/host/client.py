@@ -24,6 +24,8 @@ from actors.host.messages import (
     JoinItem,
     LeaveItem,
     Polled,
+    SubmitAnswer,
+    SubmitItem,
 )
 from actors.ray_errors import unwrap
 from confide.analytics import StreamRef
@@ -46,6 +48,8 @@ log = logging.getLogger("confide.host")
 
 #: Chat messages one `chat_batch` call carries at most.
 MAX_BATCH = 1024
+#: `fhe_submits` calls in flight per (replica, host).
+SUBMIT_CALLS = 4
 
 AnswerCallback = Callable[[ChatAnswer], None]
 
@@ -62,6 +66,13 @@ def _join_failed(item: JoinItem, exc: Exception) -> JoinAnswer:
         return exc
     log.error("a batch of joins failed: %s", type(exc).__name__)
     return Internal("could not join the session")
+
+
+def _submit_failed(item: SubmitItem, exc: Exception) -> SubmitAnswer:
+    if isinstance(exc, ConfideError):
+        return exc
+    log.error("a batch of contributions failed: %s", type(exc).__name__)
+    return Internal("contribution not processed")
 
 
 def _leave_failed(item: LeaveItem, exc: Exception) -> None:
@@ -85,6 +96,10 @@ class HostClient:
         self.leaves: Batcher[LeaveItem, None] = Batcher(
             lambda items: self._wait(self.actor.chat_leaves.remote(items)),
             _leave_failed, max_batch)
+        #: Encrypted contributions: each call waits for its folds, so a few are in flight.
+        self.submits: Batcher[SubmitItem, SubmitAnswer] = Batcher(
+            lambda items: self._wait(self.actor.fhe_submits.remote(items)),
+            _submit_failed, max_batch, max_inflight=SUBMIT_CALLS)
         #: Audit events of the replica's connections and requests, batched likewise.
         self.audits: Batcher[AuditRecord, None] = Batcher(
             lambda items: self._wait(self.actor.audit_record.remote(items)),
@@ -203,9 +218,11 @@ class HostClient:
     async def fhe_submit(self, ref: StreamRef, ciphertext: bytes, user: str | None = None,
                          submit_id: str | None = None) -> None:
         """Idempotent by (user, submit_id): a retry after a host crash is not counted twice.
-        The bytes go to Ray's object store from here; the host passes on the reference."""
-        blob = Blob.put(ciphertext)
-        await self._wait(self.actor.fhe_submit.remote(ref, blob, user, submit_id))
+        The bytes go to Ray's object store from here; the host passes on the reference.
+        Batched with the replica's other contributions to the same host."""
+        answer = await self.submits.ask(SubmitItem(ref, Blob.put(ciphertext), user, submit_id))
+        if answer is not None:
+            raise answer
 
     def fhe_key_deleted(self, key_id: str) -> None:
         """Fire and forget: the host drops its cached key record."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from actors.blobs import Blob
+from confide.analytics import StreamRef
 from confide.auth import Principal
 from confide.errors import CloseConnection, ConfideError
 from confide.events import Event
@@ -37,6 +39,20 @@ class JoinItem:
     who: Principal
     resume: Resume | None
     quiet: bool
+
+
+@dataclass(frozen=True)
+class SubmitItem:
+    """One encrypted contribution of one connection (its bytes in the object store)."""
+
+    ref: StreamRef
+    blob: Blob
+    user: str | None
+    submit_id: str | None
+
+
+#: A contribution's answer: None once it is counted, else why not.
+SubmitAnswer = ConfideError | None
 
 
 @dataclass(frozen=True)

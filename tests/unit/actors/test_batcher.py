@@ -98,3 +98,41 @@ async def test_a_cancelled_waiter_leaves_the_batch_intact() -> None:
     remote.release.put_nowait(None)
     remote.release.put_nowait(None)
     assert await asyncio.wait_for(other, WAIT) == "answer-2"
+
+
+async def test_several_calls_in_flight_when_allowed() -> None:
+    """With `max_inflight`, a new item leaves at once while a call is out (up to the
+    limit); past it, items wait and leave together with the first call that returns."""
+    remote = Remote()
+    b: Batcher[int, str] = Batcher(remote, lambda item, exc: "failed", 100, max_inflight=2)
+    answers: list[str] = []
+    b.add(1, answers.append)
+    b.add(2, answers.append)  # the first call has not started: 1 and 2 go together
+    await until(lambda: len(remote.calls) == 1)
+    b.add(3, answers.append)  # one call out, room for a second
+    await until(lambda: len(remote.calls) == 2)
+    b.add(4, answers.append)
+    b.add(5, answers.append)  # both out: these wait
+    assert remote.calls == [[1, 2], [3]]
+    remote.release.put_nowait(None)
+    await until(lambda: len(remote.calls) == 3)
+    assert remote.calls[2] == [4, 5]
+    remote.release.put_nowait(None)
+    remote.release.put_nowait(None)
+    await until(lambda: len(answers) == 5)
+    assert sorted(answers) == [f"answer-{i}" for i in range(1, 6)]
+
+
+async def test_an_item_added_as_the_last_sender_finishes_still_leaves() -> None:
+    """A sender whose loop just ended is done before its callbacks run: it must not count."""
+    remote = Remote()
+    b = batcher(remote)
+    answers: list[str] = []
+    b.add(1, answers.append)
+    await until(lambda: len(remote.calls) == 1)
+    remote.release.put_nowait(None)
+    await until(lambda: answers == ["answer-1"])
+    b.add(2, answers.append)
+    await until(lambda: len(remote.calls) == 2)
+    remote.release.put_nowait(None)
+    await until(lambda: answers == ["answer-1", "answer-2"])

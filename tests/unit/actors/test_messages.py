@@ -7,7 +7,17 @@ from typing import Any
 
 import pytest
 
-from actors.host.messages import Attached, ChatItem, Joined, JoinItem, LeaveItem, Polled
+from actors.blobs import Blob
+from actors.host.messages import (
+    Attached,
+    ChatItem,
+    Joined,
+    JoinItem,
+    LeaveItem,
+    Polled,
+    SubmitItem,
+)
+from confide.analytics import StreamRef
 from confide.errors import CloseCode, CloseConnection
 from confide.events import Event
 from confide.protocol import Ack, Error, History, MessageEvent, Notification, Notifications, Resume
@@ -28,6 +38,9 @@ MESSAGE = MessageEvent(session_id="s1", offset=3, epoch="e1", id="m3", sender="a
     JoinItem("s1", "gw1:a", who("alice"), Resume(offset=4, epoch="e1"), False),
     JoinItem("s1", "gw1:b", who("bob"), None, True),
     LeaveItem("s1", "gw1:a"),
+    SubmitItem(StreamRef("fhe:mood", "fhe", "stream:fhe:mood", "k1"), Blob("ref", 790_000),
+               "alice", "c-1"),
+    SubmitItem(StreamRef("fhe:mood", "fhe", "stream:fhe:mood", "k1"), Blob("ref", 1), None, None),
     Joined({"session_id": "s1", "epoch": "e1", "offset": 4, "recovered": True,
             "members": [{"user": "alice", "role": "client", "status": "online"}]}, 2, 4, True),
     Joined({"epoch": "e1"}, None, 0, False),
