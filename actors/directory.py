@@ -29,7 +29,7 @@ class Directory:
                 get_if_exists=True,
                 scheduling_strategy="SPREAD",
                 enable_task_events=False,
-            ).remote(config, k))
+            ).remote(config, k), submit_bytes=settings.fhe_host_queue_bytes)
             for k in range(settings.hosts)
         ]
 

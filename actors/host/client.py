@@ -31,7 +31,7 @@ from actors.ray_errors import unwrap
 from confide.analytics import StreamRef
 from confide.audit import AuditRecord
 from confide.auth import Principal
-from confide.errors import CloseConnection, ConfideError, Internal
+from confide.errors import CloseConnection, ConfideError, Internal, Overloaded
 from confide.inbox import NotificationRequest
 from confide.protocol import (
     AuditEvents,
@@ -84,8 +84,13 @@ def _audit_failed(item: AuditRecord, exc: Exception) -> None:
 
 
 class HostClient:
-    def __init__(self, actor: Any, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, actor: Any, max_batch: int = MAX_BATCH,
+                 submit_bytes: int = 256 << 20) -> None:
         self.actor = actor
+        #: Contributions' bytes this replica may have on their way to this host, queued
+        #: here or there or being folded (`fhe_host_queue_bytes`): past it, `overloaded`.
+        self.submit_limit = submit_bytes
+        self.submit_bytes = 0
         #: Chat messages, joins and leaves of every connection of the replica, batched.
         self.messages: Batcher[ChatItem, ChatAnswer] = Batcher(
             lambda items: self._wait(self.actor.chat_batch.remote(items)),
@@ -219,8 +224,18 @@ class HostClient:
                          submit_id: str | None = None) -> None:
         """Idempotent by (user, submit_id): a retry after a host crash is not counted twice.
         The bytes go to Ray's object store from here; the host passes on the reference.
-        Batched with the replica's other contributions to the same host."""
-        answer = await self.submits.ask(SubmitItem(ref, Blob.put(ciphertext), user, submit_id))
+        Batched with the replica's other contributions to the same host; a few calls are
+        in flight, so contributions may wait here, and what waits here or there is
+        bounded by `submit_limit`, as the host's own queue is."""
+        size = len(ciphertext)
+        if self.submit_bytes + size > self.submit_limit:
+            raise Overloaded("encrypted computation is overloaded; retry later")
+        self.submit_bytes += size
+        try:
+            answer = await self.submits.ask(
+                SubmitItem(ref, Blob.put(ciphertext), user, submit_id))
+        finally:
+            self.submit_bytes -= size
         if answer is not None:
             raise answer
 
