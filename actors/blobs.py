@@ -12,8 +12,11 @@ that was waiting for the contribution's ack.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger("confide.fhe")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,10 @@ async def fetch(items: tuple[bytes | Blob, ...]) -> list[bytes | None]:
     for item in items:
         if isinstance(item, Blob):
             value = next(got)
-            out.append(value if isinstance(value, bytes) else None)
+            if not isinstance(value, bytes):  # its owner (a gateway replica) is gone
+                log.warning("a contribution could not be fetched: %s", type(value).__name__)
+                value = None
+            out.append(value)
         else:
             out.append(item)
     return out

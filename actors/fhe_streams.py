@@ -52,13 +52,6 @@ log = logging.getLogger("confide.fhe")
 MAX_FOLD = 256
 
 
-def decode_ciphertext(text: str) -> bytes:
-    try:
-        return b64.decode(text)
-    except ValueError:
-        raise InvalidMessage("ciphertext is not valid base64") from None
-
-
 #: (user, submit id) of a contribution, or None when it has no identity.
 Ident = tuple[str, str] | None
 
@@ -322,7 +315,7 @@ class FheStreams:
             raise InvalidMessage("this session has no encrypted insights configured")
         if features.get("key_id") != fhe["key_id"]:
             raise InvalidMessage("features are not under the session's key")
-        data = decode_ciphertext(str(features.get("ciphertext", "")))
+        data = b64.decode_ciphertext(str(features.get("ciphertext", "")))
         meta = KeyMeta.from_dict((await self.key(fhe["key_id"])).meta)
         try:
             await asyncio.to_thread(check_submission, data, meta)

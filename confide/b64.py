@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pybase64
 
+from confide.errors import InvalidMessage
+
 
 def decode(text: str | bytes) -> bytes:
     """The bytes of padded standard base64; ValueError for anything else (the error
@@ -22,3 +24,12 @@ def decode(text: str | bytes) -> bytes:
 def encode(data: bytes) -> str:
     """Padded standard base64 of `data`."""
     return pybase64.b64encode_as_string(data)
+
+
+def decode_ciphertext(text: str, frame_id: str | int | None = None) -> bytes:
+    """A frame's base64 ciphertext field; `invalid_message` (with the frame's id) when it
+    is not base64."""
+    try:
+        return decode(text)
+    except ValueError:
+        raise InvalidMessage("ciphertext is not valid base64", frame_id=frame_id) from None

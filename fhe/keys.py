@@ -27,10 +27,6 @@ def b64decode_strict(text: str, *, field_name: str) -> bytes:
         raise MalformedKeyBundle(f"{field_name}: not valid base64") from None
 
 
-def b64encode(data: bytes) -> str:
-    return b64.encode(data)
-
-
 @dataclass(frozen=True, repr=False)
 class _Blob:
     data: bytes
@@ -43,7 +39,7 @@ class _Blob:
         return f"{type(self).__name__}(<{len(self.data)} bytes>)"
 
     def b64(self) -> str:
-        return b64encode(self.data)
+        return b64.encode(self.data)
 
     @classmethod
     def from_b64(cls: type[_B], text: str, *, field_name: str = "blob") -> _B:
@@ -116,7 +112,7 @@ class PublicBundle:
 
     def to_json(self) -> dict[str, str]:
         """The `POST /api/fhe/keys` body fields (base64), without `label`."""
-        return {name: b64encode(data) for name, data in self.blobs().items()}
+        return {name: b64.encode(data) for name, data in self.blobs().items()}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> PublicBundle:

@@ -106,10 +106,7 @@ class AnalyticsPump(Pump):
         if not frame.stream.startswith("fhe:"):
             raise InvalidMessage("only fhe: streams take contributions", frame_id=frame.id)
         ref = resolve(frame.stream, self.who, frame.key_id)
-        try:  # decoded here, on a replica, not on the stream's host
-            data = b64.decode(frame.ciphertext)
-        except ValueError:
-            raise InvalidMessage("ciphertext is not valid base64", frame_id=frame.id) from None
+        data = b64.decode_ciphertext(frame.ciphertext, frame.id)  # here, not on the host
         if len(self._submits) >= MAX_INFLIGHT_SUBMITS:
             raise RateLimited("too many contributions awaiting their ack", frame_id=frame.id)
         settings, user, size = self.ctx.settings, self.who.user, len(data)

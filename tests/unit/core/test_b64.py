@@ -61,3 +61,12 @@ def test_one_changed_character_is_refused_unless_still_valid(
 def test_refusals(text: str) -> None:
     with pytest.raises(ValueError, match="not valid base64"):
         b64.decode(text)
+
+
+def test_a_frame_s_ciphertext_that_is_not_base64_is_invalid_message_with_its_id() -> None:
+    from confide.errors import InvalidMessage
+
+    assert b64.decode_ciphertext("QUJD") == b"ABC"
+    with pytest.raises(InvalidMessage) as err:
+        b64.decode_ciphertext("QUJD=", frame_id="c-7")
+    assert err.value.frame_id == "c-7" and "QUJD" not in err.value.message
